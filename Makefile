@@ -1,0 +1,43 @@
+# secure-trainer developer entry points. `make demo` and `make test` work on a fresh machine.
+SHELL := /bin/bash
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+TORCH_SPEC ?= torch==2.13.0
+REVISION := $(shell git rev-parse --short HEAD 2>/dev/null || echo dev)
+IMAGE ?= secure-trainer
+PYTEST_ARGS ?=
+
+.PHONY: help install system-deps test test-unit test-integration test-container demo bench \
+        base wheelhouse build build-cpu scan docker-demo clean
+
+help:
+	@grep -E '^[a-z-]+:.*?## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+system-deps: ## apt packages the tests and demo need (root)
+	bash scripts/system-deps.sh
+
+$(BIN)/secure-trainer: pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# coupling: torch first, pinned, so nothing later pulls the CUDA build.
+	$(BIN)/pip install -q $(TORCH_SPEC)
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+install: $(BIN)/secure-trainer ## create .venv with torch and the project (+dev extras)
+
+test: install ## run the whole test suite
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-unit: install
+	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
+demo: install ## run the main job end to end on embedded defaults
+	bash scripts/demo.sh
+
+bench: install ## speed/memory of `secure-trainer train` vs a bare diffusers+peft loop
+	$(BIN)/python scripts/bench.py
+
+clean:
+	rm -rf .demo .bench build dist *.egg-info

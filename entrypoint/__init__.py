@@ -1,0 +1,1 @@
+"""entrypoint: container init and CLI (lifecycle, Vault, workspace, audit, wipe, policy)."""
