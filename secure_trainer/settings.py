@@ -49,6 +49,7 @@ class SubsetSettings:
     color_aug: bool = False
     random_crop: bool = False
     alpha_mask: bool = False
+    resize_interpolation: str | None = None  # None ⇒ area when shrinking both sides, else lanczos
 
 
 @dataclass(frozen=True)
@@ -148,3 +149,6 @@ class TrainSettings:
     max_data_loader_n_workers: int = 0
     min_timestep: int = 0
     max_timestep: int = 1000
+    save_state_on_train_end: bool = False
+    # Kohya `--metadata_title|author|...` (modelspec.*), as (key without prefix, value) pairs.
+    model_card: tuple[tuple[str, str], ...] = ()

@@ -1,15 +1,39 @@
-"""Placeholder: registers nothing until its owner implements it."""
+"""`secure-trainer dev dataset OUT`: write the synthetic Kohya dataset used by tests and demos.
+
+Prints one summary line with counts only — never a file name.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+from secure_trainer.devtools.synthetic_dataset import make_dataset, summarize
 
 if TYPE_CHECKING:
     from entrypoint.cli import CommandGroups
 
 
-def register(root: typer.Typer, groups: "CommandGroups") -> None:
-    """Add this module's commands to the app."""
-    del root, groups
+def dataset(
+    out: Annotated[Path, typer.Argument(help="Folder to create; it becomes the --train_data_dir.")],
+) -> None:
+    """Write a small synthetic dataset (coloured shapes, `.txt` captions) into OUT."""
+    from secure_trainer.errors import ConfigError
+
+    try:
+        train_data_dir = make_dataset(out)
+    except OSError:
+        raise ConfigError("could not write the synthetic dataset (is OUT writable?)") from None
+    summary = summarize(train_data_dir)
+    typer.echo(
+        f"synthetic dataset: {summary.subsets} subsets, {summary.images} images, "
+        f"{summary.captions} captions (use --caption_extension .txt)"
+    )
+
+
+def register(root: typer.Typer, groups: CommandGroups) -> None:
+    """Add `dev dataset` to the dev group."""
+    del root
+    groups.dev.command("dataset")(dataset)

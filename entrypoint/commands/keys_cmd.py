@@ -1,15 +1,103 @@
-"""Placeholder: registers nothing until its owner implements it."""
+"""`secure-trainer keys init|status|rotate`: the workspace key in Vault and its gocryptfs dir.
+
+Vault settings come from the environment (see docs/vault-and-keys.md); the cipher dir from
+`--cipher-dir` or ST_CIPHER_DIR. An owned Vault token is revoked when the command ends.
+Must never: print a passphrase or token (status shows versions, roles and ages only).
+"""
 
 from __future__ import annotations
 
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
 
+from entrypoint.keys import KeyManager, KeyStatus, crash_at_from_env
+from entrypoint.vault import VaultClient
+from entrypoint.vault_settings import VaultSettings
+
 if TYPE_CHECKING:
     from entrypoint.cli import CommandGroups
 
+_CIPHER_HELP = "The gocryptfs cipher (encrypted) directory of the workspace."
 
-def register(root: typer.Typer, groups: "CommandGroups") -> None:
-    """Add this module's commands to the app."""
-    del root, groups
+
+@contextmanager
+def _key_manager(cipher_dir: Path) -> Iterator[KeyManager]:
+    """Settings from env, Vault login, KeyManager; revokes an owned token on the way out."""
+    from entrypoint.workspace import Gocryptfs  # coupling: E's gocryptfs wrapper (workspace.py)
+
+    env = os.environ
+    settings = VaultSettings.from_env(env)
+    crash_at = crash_at_from_env(env)
+    with VaultClient.from_settings(settings) as vault:
+        vault.login()
+        yield KeyManager(vault, Gocryptfs(), cipher_dir, unsafe_test_crash_at=crash_at)
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit}"
+    return f"{int(max(seconds, 0))}s"
+
+
+def _status_json(st: KeyStatus) -> str:
+    return json.dumps({
+        "active": st.active, "pending": st.pending, "cipher_initialised": st.cipher_initialised,
+        "versions": [{"version": v.version, "state": v.state, "age_s": v.age_s,
+                      "created": v.created.isoformat() if v.created else None}
+                     for v in st.versions],
+    }, indent=2)
+
+
+def register(root: typer.Typer, groups: CommandGroups) -> None:
+    """Add `keys init`, `keys status` and `keys rotate`."""
+    del root
+
+    @groups.keys.command("init")
+    def init_cmd(
+        cipher_dir: Path = typer.Option(..., "--cipher-dir", envvar="ST_CIPHER_DIR",
+                                        help=_CIPHER_HELP),
+    ) -> None:
+        """Create a random workspace passphrase in Vault and the encrypted cipher dir."""
+        with _key_manager(cipher_dir) as keys:
+            version = keys.init()
+        typer.echo(f"workspace key created (version {version}); cipher dir initialised")
+
+    @groups.keys.command("status")
+    def status_cmd(
+        cipher_dir: Path = typer.Option(..., "--cipher-dir", envvar="ST_CIPHER_DIR",
+                                        help=_CIPHER_HELP),
+        as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    ) -> None:
+        """Show key versions, their age and which is active or pending (never a value)."""
+        with _key_manager(cipher_dir) as keys:
+            st = keys.status()
+        if as_json:
+            typer.echo(_status_json(st))
+            return
+        typer.echo(f"cipher dir: {'initialised' if st.cipher_initialised else 'NOT initialised'}")
+        if st.pending is not None:
+            typer.echo("an interrupted rotation is pending: run `secure-trainer keys rotate`")
+        typer.echo(f"{'version':>7}  {'state':<9}  age")
+        for v in st.versions:
+            typer.echo(f"{v.version:>7}  {v.state:<9}  {_age(v.age_s)}")
+
+    @groups.keys.command("rotate")
+    def rotate_cmd(
+        cipher_dir: Path = typer.Option(..., "--cipher-dir", envvar="ST_CIPHER_DIR",
+                                        help=_CIPHER_HELP),
+    ) -> None:
+        """New passphrase in Vault, re-wrap the gocryptfs master key, verify, destroy the old."""
+        with _key_manager(cipher_dir) as keys:
+            result = keys.rotate()
+        if result.recovered:
+            typer.echo("settled an interrupted rotation first")
+        typer.echo(f"workspace key rotated: version {result.old_version} -> {result.new_version}")

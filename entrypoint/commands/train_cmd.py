@@ -1,7 +1,15 @@
-"""Placeholder: registers nothing until its owner implements it."""
+"""`secure-trainer train [kohya flags...]`: the trainer alone, without the secure lifecycle.
+
+Kohya's `train_network.py` flags (and `--config_file` / `--dataset_config`) pass through
+untouched to `secure_trainer.config.parse_train_args`; our own flags are kebab-case:
+`--log-level`, `--quiet`, `--progress-every`. `--help` prints the Kohya-flag help.
+SECURITY: the environment is hardened (offline, no telemetry) before diffusers is imported;
+output is numbers only (progress + one summary line), never a path, file name or caption.
+"""
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING
 
 import typer
@@ -9,7 +17,65 @@ import typer
 if TYPE_CHECKING:
     from entrypoint.cli import CommandGroups
 
+_OUR_HELP = """
+secure-trainer options (kebab-case, ours):
+  --log-level LEVEL     DEBUG, INFO, WARNING (default) or ERROR for our own log lines
+  --quiet               no progress display (the final summary line is still printed)
+  --progress-every N    plain-text progress: one line every N steps when not a TTY (default 10)
+"""
 
-def register(root: typer.Typer, groups: "CommandGroups") -> None:
-    """Add this module's commands to the app."""
-    del root, groups
+
+def _help_text() -> str:
+    from secure_trainer.config import build_parser
+
+    return build_parser().format_help() + _OUR_HELP
+
+
+def run_train(kohya_args: list[str], *, log_level: str, quiet: bool, progress_every: int) -> None:
+    """Parse Kohya args, train, print the one-line summary to stdout.
+
+    Raises ConfigError (2), DataRejected (8), TrainingError (7) from the trainer.
+    """
+    from secure_trainer.logs import configure_quiet_logging, harden_env
+
+    harden_env()
+    logger = configure_quiet_logging(log_level)
+    from secure_trainer.config import parse_train_args
+    from secure_trainer.progress import RunSummary, format_summary, make_progress
+    from secure_trainer.train_loop import train
+
+    settings = parse_train_args(kohya_args, warn=logger.warning)
+    progress = make_progress(sys.stderr, quiet=quiet, every=progress_every)
+    result = train(settings, progress=progress, warn=logger.warning)
+    if result.lora_path is None:  # non-main process of a multi-process launch
+        return
+    summary = RunSummary(steps=result.steps, epochs=result.epochs, final_loss=result.final_loss,
+                         seconds_per_step=result.seconds_per_step,
+                         wall_seconds=result.wall_seconds, peak_rss_bytes=result.peak_rss_bytes,
+                         output_file=result.lora_path.name)
+    print(format_summary(summary), flush=True)
+
+
+def register(root: typer.Typer, groups: CommandGroups) -> None:
+    """Add `train` to the root app."""
+    del groups
+
+    @root.command(
+        "train",
+        context_settings={"allow_extra_args": True, "ignore_unknown_options": True,
+                          "help_option_names": []},
+        add_help_option=False,
+        help="Train a Kohya-compatible LoRA (train_network.py flags; --help lists them).",
+    )
+    def train_command(
+        ctx: typer.Context,
+        log_level: str = typer.Option("WARNING", "--log-level", help="Our log level."),
+        quiet: bool = typer.Option(False, "--quiet", help="No progress display."),
+        progress_every: int = typer.Option(10, "--progress-every",
+                                           help="Plain progress line every N steps."),
+    ) -> None:
+        args = list(ctx.args)
+        if "--help" in args or "-h" in args:
+            typer.echo(_help_text())
+            return
+        run_train(args, log_level=log_level, quiet=quiet, progress_every=progress_every)

@@ -1,0 +1,144 @@
+"""Baseline for `make bench`: a bare diffusers + peft LoRA training loop, no secure-trainer code.
+
+Same model folder, same images (cover-resized and centre-cropped to the resolution), same LoRA
+targets as `secure_trainer.lora` (Linear/1×1 conv inside UNet Transformer2DModel blocks, Linear
+inside CLIP attention/MLP) through peft's LoraConfig(target_modules=...), AdamW, MSE on epsilon,
+grad clipping 1.0, batch 1, fp32. It is what a user would write by hand; the bench compares
+`secure-trainer train` against it.
+
+Prints `step k/N loss x` per step on stdout, then one JSON line with its own timings.
+Never writes anything to disk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import resource
+import time
+from pathlib import Path
+
+import torch
+from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+from diffusers.utils import logging as diffusers_logging
+from peft import LoraConfig, inject_adapter_in_model
+from PIL import Image
+from transformers import CLIPTextModel, CLIPTokenizer
+from transformers.utils import logging as transformers_logging
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
+
+
+def lora_targets(root: torch.nn.Module, block_classes: set[str]) -> list[str]:
+    """Module paths of every Linear / 1×1 Conv2d inside a module whose class is in `block_classes`."""
+    found: list[str] = []
+    for block_path, block in root.named_modules():
+        if type(block).__name__ not in block_classes:
+            continue
+        for child_path, child in block.named_modules():
+            path = f"{block_path}.{child_path}" if block_path else child_path
+            if path in found:
+                continue
+            if isinstance(child, torch.nn.Linear) or (
+                    isinstance(child, torch.nn.Conv2d) and tuple(child.kernel_size) == (1, 1)):
+                found.append(path)
+    return found
+
+
+def load_samples(data_dir: Path, resolution: int) -> list[tuple[torch.Tensor, str]]:
+    """(image [3,R,R] in [-1,1], caption) for every image in the sub-folders of `data_dir`."""
+    samples = []
+    for folder in sorted(p for p in data_dir.iterdir() if p.is_dir()):
+        class_tokens = folder.name.split("_", 1)[1] if "_" in folder.name else ""
+        for path in sorted(folder.iterdir()):
+            if path.suffix.lower() not in IMAGE_SUFFIXES:
+                continue
+            caption_file = path.with_suffix(".txt")
+            caption = (caption_file.read_text(encoding="utf-8").splitlines()[0].strip()
+                       if caption_file.is_file() else class_tokens)
+            image = Image.open(path).convert("RGB")
+            scale = resolution / min(image.size)
+            w, h = round(image.width * scale), round(image.height * scale)
+            image = image.resize((w, h), Image.Resampling.LANCZOS)
+            left, top = (w - resolution) // 2, (h - resolution) // 2
+            image = image.crop((left, top, left + resolution, top + resolution))
+            data = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
+            tensor = data.view(resolution, resolution, 3).permute(2, 0, 1).float() / 127.5 - 1.0
+            samples.append((tensor, caption))
+    return samples
+
+
+def main() -> None:
+    """Parse args, train `--steps` steps, print per-step lines and a JSON summary."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, required=True, help="diffusers model folder")
+    parser.add_argument("--data", type=Path, required=True, help="Kohya train_data_dir")
+    parser.add_argument("--resolution", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--rank", type=int, default=16)
+    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    diffusers_logging.set_verbosity_error()
+    transformers_logging.set_verbosity_error()
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
+    torch.manual_seed(args.seed)
+    started = time.perf_counter()
+
+    common = {"use_safetensors": True, "local_files_only": True}
+    unet = UNet2DConditionModel.from_pretrained(args.model, subfolder="unet",
+                                                torch_dtype=torch.float32, **common)
+    vae = AutoencoderKL.from_pretrained(args.model, subfolder="vae", torch_dtype=torch.float32,
+                                        **common)
+    text_encoder = CLIPTextModel.from_pretrained(args.model, subfolder="text_encoder",
+                                                 dtype=torch.float32, **common)
+    tokenizer = CLIPTokenizer.from_pretrained(args.model, subfolder="tokenizer",
+                                              local_files_only=True)
+    scheduler = DDPMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
+                              beta_schedule="scaled_linear", clip_sample=False)
+    for module in (unet, vae, text_encoder):
+        module.requires_grad_(False)
+    unet_targets = lora_targets(unet, {"Transformer2DModel"})
+    te_targets = lora_targets(text_encoder, {"CLIPAttention", "CLIPSdpaAttention", "CLIPMLP"})
+    for model, targets in ((unet, unet_targets), (text_encoder, te_targets)):
+        inject_adapter_in_model(LoraConfig(r=args.rank, lora_alpha=args.rank,
+                                           target_modules=targets, init_lora_weights=True), model)
+    params = [p for m in (unet, text_encoder) for p in m.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=args.lr)
+    samples = load_samples(args.data, args.resolution)
+    order = list(range(len(samples)))
+    random.Random(args.seed).shuffle(order)
+    load_seconds = time.perf_counter() - started
+
+    step_times = []
+    for step in range(args.steps):
+        t0 = time.perf_counter()
+        image, caption = samples[order[step % len(order)]]
+        with torch.no_grad():
+            latents = vae.encode(image.unsqueeze(0)).latent_dist.sample() * 0.18215
+        ids = tokenizer([caption], padding="max_length", truncation=True,
+                        max_length=tokenizer.model_max_length, return_tensors="pt").input_ids
+        hidden = text_encoder(ids)[0]
+        noise = torch.randn_like(latents)
+        timesteps = torch.randint(0, 1000, (1,))
+        noisy = scheduler.add_noise(latents, noise, timesteps)
+        pred = unet(noisy, timesteps, encoder_hidden_states=hidden).sample
+        loss = torch.nn.functional.mse_loss(pred.float(), noise.float())
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        step_times.append(time.perf_counter() - t0)
+        print(f"step {step + 1}/{args.steps} loss {loss.item():.4f}", flush=True)
+    print(json.dumps({
+        "load_seconds": load_seconds,
+        "step_seconds": step_times,
+        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "lora_params": sum(p.numel() for p in params),
+    }), flush=True)
+
+
+if __name__ == "__main__":
+    main()

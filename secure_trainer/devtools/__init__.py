@@ -1,0 +1,1 @@
+"""Developer fixtures: tiny random models and synthetic datasets (never used in production runs)."""

@@ -1,0 +1,94 @@
+"""A small synthetic Kohya DreamBooth dataset for tests and demos: coloured shapes with captions.
+
+Learnable on purpose: `10_subject` holds red circles, `5_style` blue squares, each caption names
+the colour and shape, so a few LoRA steps measurably lower the loss. Deterministic (fixed seed).
+Writes only below the folder it is given; never touches real data.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+
+# (folder, colour name, RGB, shape); folder names follow `<repeats>_<class tokens>`.
+_SUBSETS = (
+    ("10_subject", "red", (220, 30, 30), "circle"),
+    ("5_style", "blue", (30, 60, 220), "square"),
+)
+# (width, height, format): mixed aspect ratios, PNG and JPEG, 64–160 px sides.
+_IMAGES = (
+    (64, 64, "png"),
+    (96, 64, "jpg"),
+    (64, 96, "png"),
+    (128, 96, "jpg"),
+    (160, 128, "png"),
+    (96, 160, "jpg"),
+)
+_BACKGROUNDS = (("white", (245, 245, 245)), ("yellow", (240, 220, 90)), ("green", (90, 190, 110)))
+
+
+@dataclass(frozen=True)
+class DatasetSummary:
+    """Counts only (safe to print)."""
+
+    subsets: int
+    images: int
+    captions: int
+
+
+def _draw(
+    width: int,
+    height: int,
+    rgb: tuple[int, int, int],
+    shape: str,
+    background: tuple[int, int, int],
+    rng: random.Random,
+) -> Image.Image:
+    image = Image.new("RGB", (width, height), background)
+    draw = ImageDraw.Draw(image)
+    side = int(min(width, height) * rng.uniform(0.45, 0.7))
+    left = rng.randint(0, width - side)
+    top = rng.randint(0, height - side)
+    box = (left, top, left + side, top + side)
+    if shape == "circle":
+        draw.ellipse(box, fill=rgb)
+    else:
+        draw.rectangle(box, fill=rgb)
+    return image
+
+
+def make_dataset(out: Path) -> Path:
+    """Write `out/10_subject/` and `out/5_style/` (6 images each, `.txt` captions) and return `out`.
+
+    Exactly one image (the last of `5_style`) has no caption file, so it trains on its class
+    tokens. Raises OSError only if `out` is not writable.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(1234)
+    for folder, colour, rgb, shape in _SUBSETS:
+        subset_dir = out / folder
+        subset_dir.mkdir(exist_ok=True)
+        for i, (width, height, fmt) in enumerate(_IMAGES):
+            bg_name, bg_rgb = _BACKGROUNDS[i % len(_BACKGROUNDS)]
+            image = _draw(width, height, rgb, shape, bg_rgb, rng)
+            stem = f"{shape}_{i:02d}"
+            if fmt == "jpg":
+                image.save(subset_dir / f"{stem}.jpg", format="JPEG", quality=95)
+            else:
+                image.save(subset_dir / f"{stem}.png", format="PNG")
+            if folder == "5_style" and i == len(_IMAGES) - 1:
+                continue  # the one uncaptioned image
+            caption = f"a {colour} {shape}, {bg_name} background, simple shape"
+            (subset_dir / f"{stem}.txt").write_text(caption + "\n", encoding="utf-8")
+    return out
+
+
+def summarize(train_data_dir: Path) -> DatasetSummary:
+    """Count subsets, images and caption files below a made dataset (for the dev command)."""
+    subsets = [d for d in train_data_dir.iterdir() if d.is_dir()]
+    images = sum(1 for d in subsets for p in d.iterdir() if p.suffix in {".png", ".jpg"})
+    captions = sum(1 for d in subsets for p in d.iterdir() if p.suffix == ".txt")
+    return DatasetSummary(subsets=len(subsets), images=images, captions=captions)

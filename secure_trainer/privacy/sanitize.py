@@ -1,0 +1,426 @@
+"""The import sanitizer: source dataset folder in, metadata-free pseudonymous Kohya dataset out.
+
+Every image is decoded and re-encoded from its pixels alone (orientation applied, ICC profile
+converted to sRGB then dropped, optional face blur and resize), so no container metadata can
+survive; the output is re-inspected and refused if any does. Captions pass through the PII
+scanner. Bad files are rejected one by one with a reason; a destination file is only ever
+created by rename of a complete temp file. The source tree is only read.
+SECURITY: never logs, and never puts a file name, path or caption in a message or report.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import secrets
+import struct
+import warnings
+import zlib
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path, PurePosixPath
+from typing import Literal
+
+from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
+
+from secure_trainer.errors import DataRejected
+from secure_trainer.privacy.faces import FaceBlurrer
+from secure_trainer.privacy.imagemeta import MetaReport, inspect, inspect_bytes
+from secure_trainer.privacy.pii import PiiMode, PiiScanner, redact_text
+from secure_trainer.privacy.pseudonym import Pseudonymizer
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "RejectReason",
+    "SanitizeOptions",
+    "SanitizeReport",
+    "SanitizedFile",
+    "ScanReport",
+    "atomic_write",
+    "iter_source_files",
+    "sanitize_tree",
+    "scan_tree",
+]
+
+# coupling: kohya-compat.md §1 — the extensions Kohya's DreamBooth loader globs for.
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp"})
+_UNSUPPORTED_SUFFIXES = frozenset({".gif", ".tif", ".tiff", ".heic", ".heif", ".avif", ".jxl",
+                                   ".svg", ".ico", ".psd", ".dng", ".cr2", ".nef", ".arw"})
+_PILLOW_FORMATS = {"jpeg": "JPEG", "png": "PNG", "webp": "WEBP", "bmp": "BMP"}
+_MAX_CAPTION_BYTES = 1 << 20
+_MAX_SCAN_BYTES = 1 << 30
+
+
+class RejectReason(str, Enum):
+    """Why one source file was not imported; reports count files per reason."""
+
+    UNSUPPORTED = "unsupported"
+    CORRUPT = "corrupt"
+    TRUNCATED = "truncated"
+    DECOMPRESSION_BOMB = "decompression_bomb"
+    TOO_LARGE = "too_large"
+    SYMLINK = "symlink"
+    OUTSIDE_SUBSET = "outside_subset"
+    CAPTION_PII = "caption_pii"
+    CAPTION_ENCODING = "caption_encoding"
+    COLOR_PROFILE = "color_profile"
+    METADATA_SURVIVED = "metadata_survived"
+    ERASED = "erased"
+
+
+class _Rejected(Exception):
+    def __init__(self, reason: RejectReason) -> None:
+        super().__init__(reason.value)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class SanitizeOptions:
+    """How the sanitizer transforms a dataset (all defaults are the safe choice)."""
+
+    output_format: Literal["png", "webp"] = "png"
+    resolution: tuple[int, int] | None = None  # (width, height): resize to cover + centre crop
+    blur_faces: bool = False
+    pii_mode: PiiMode = PiiMode.REDACT
+    deny_list: tuple[str, ...] = ()
+    caption_extensions: tuple[str, ...] = (".txt", ".caption")
+    max_pixels: int = 64_000_000  # decompression-bomb guard, checked from the header
+    max_file_bytes: int = 256 << 20
+
+    def __post_init__(self) -> None:
+        if self.resolution is not None and min(self.resolution) < 8:
+            raise DataRejected("resolution must be at least 8x8 pixels")
+        if any(not ext.startswith(".") for ext in self.caption_extensions):
+            raise DataRejected("caption extensions must start with a dot")
+
+
+@dataclass(frozen=True)
+class SanitizedFile:
+    """One written image: destination path (relative to the destination root), its source
+    path (relative to the source root; stored only inside the workspace) and content hash."""
+
+    rel_path: PurePosixPath
+    source_rel: PurePosixPath
+    sha256: str
+    captions: tuple[PurePosixPath, ...]
+
+
+@dataclass
+class SanitizeReport:
+    """Counts of one run, plus the written files (names stay in memory / in the workspace)."""
+
+    images_written: int = 0
+    images_unchanged: int = 0
+    captions_written: int = 0
+    faces_blurred: int = 0
+    duplicates: int = 0
+    ignored_files: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    metadata_removed: Counter[str] = field(default_factory=Counter)
+    pii_findings: Counter[str] = field(default_factory=Counter)
+    files: list[SanitizedFile] = field(default_factory=list)
+
+    def summary(self) -> dict[str, object]:
+        """Counts only — safe to print and to put in an audit record."""
+        return {
+            "images_written": self.images_written, "images_unchanged": self.images_unchanged,
+            "captions_written": self.captions_written, "faces_blurred": self.faces_blurred,
+            "duplicates": self.duplicates, "ignored_files": self.ignored_files,
+            "rejected": dict(sorted(self.rejected.items())),
+            "metadata_removed": dict(sorted(self.metadata_removed.items())),
+            "pii_findings": dict(sorted(self.pii_findings.items())),
+        }
+
+
+def atomic_write(dest: Path, data: bytes) -> bool:
+    """Write `data` to `dest` via a temp file in the same folder, fsync and rename.
+
+    Returns False (and writes nothing) when `dest` already holds exactly `data`. Never leaves
+    a partial file; raises OSError to the caller, which owns the translation.
+    """
+    dest.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if (dest.is_file() and not dest.is_symlink() and dest.stat().st_size == len(data)
+            and dest.read_bytes() == data):
+        return False
+    tmp = dest.parent / f".tmp-{secrets.token_hex(8)}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return True
+
+
+def iter_source_files(src: Path) -> Iterator[tuple[PurePosixPath, os.stat_result]]:
+    """Every non-hidden file below `src`, and every symlink (to a file or a folder), never followed."""
+    for root, dirs, files in os.walk(src, followlinks=False):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        # os.walk lists a symlinked folder but never enters it: surface it so it is counted.
+        linked = [d for d in dirs if os.path.islink(os.path.join(root, d))]
+        for name in sorted([*files, *linked]):
+            if name.startswith("."):
+                continue
+            full = Path(root) / name
+            yield PurePosixPath(full.relative_to(src).as_posix()), os.lstat(full)
+
+
+def _looks_truncated(raw: bytes, fmt: str) -> bool:
+    if fmt == "jpeg":
+        # EOI must follow the first SOS; entropy-coded data cannot contain FF D9 (byte stuffing).
+        sos = raw.find(b"\xff\xda")
+        return sos < 0 or raw.rfind(b"\xff\xd9") < sos
+    if fmt == "png":
+        return b"IEND" not in raw[-32:]
+    if fmt == "webp":
+        return len(raw) < 12 or struct.unpack("<I", raw[4:8])[0] + 8 > len(raw)
+    return False
+
+
+def _normalise_mode(img: Image.Image) -> Image.Image:
+    if img.mode in ("RGB", "RGBA", "L", "CMYK"):
+        return img
+    if img.mode in ("P", "PA", "LA", "1"):
+        has_alpha = img.mode in ("PA", "LA") or "transparency" in img.info
+        return img.convert("RGBA" if has_alpha else "RGB")
+    if img.mode == "I;16":
+        return img.point(lambda v: v / 257).convert("L")
+    raise _Rejected(RejectReason.UNSUPPORTED)
+
+
+def _to_srgb(img: Image.Image, icc: bytes | None) -> Image.Image:
+    """Pixels converted from the embedded profile to sRGB; output mode RGB or RGBA."""
+    alpha = img.getchannel("A") if img.mode == "RGBA" else None
+    base = img.convert("RGB") if img.mode == "RGBA" else img
+    if icc:
+        try:
+            source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+            srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+            converted = ImageCms.profileToProfile(base, source, srgb, outputMode="RGB")
+        except (ImageCms.PyCMSError, OSError, ValueError):
+            raise _Rejected(RejectReason.COLOR_PROFILE) from None
+        assert converted is not None  # inPlace=False always returns an image
+        base = converted
+    base = base.convert("RGB")
+    if alpha is not None:
+        base.putalpha(alpha)
+    return base
+
+
+class _ImagePipeline:
+    """Decode → orient → sRGB → blur → resize → encode → verify, for one source image."""
+
+    def __init__(self, options: SanitizeOptions) -> None:
+        self.options = options
+        self.blurrer = FaceBlurrer() if options.blur_faces else None
+
+    def run(self, path: Path, size: int) -> tuple[bytes, MetaReport, int]:
+        opts = self.options
+        if size > opts.max_file_bytes:
+            raise _Rejected(RejectReason.TOO_LARGE)
+        meta = inspect(path)
+        if meta.format in ("gif", "tiff"):
+            raise _Rejected(RejectReason.UNSUPPORTED)
+        if meta.format not in _PILLOW_FORMATS:
+            raise _Rejected(RejectReason.CORRUPT)
+        with open(path, "rb") as fh:
+            raw = fh.read(opts.max_file_bytes + 1)
+        if _looks_truncated(raw, meta.format):
+            raise _Rejected(RejectReason.TRUNCATED)
+        img = self._decode(raw, meta.format)
+        faces = 0
+        if self.blurrer is not None:
+            img, faces = self.blurrer.blur(img)
+        if opts.resolution is not None:
+            img = ImageOps.fit(img, opts.resolution, Image.Resampling.LANCZOS)
+        # SECURITY: a fresh image from raw pixels carries no `info` dict at all.
+        clean = Image.frombytes(img.mode, img.size, img.tobytes())
+        buf = io.BytesIO()
+        if opts.output_format == "png":
+            clean.save(buf, "PNG", compress_level=6)
+        else:
+            # Lossless: `quality` is only compression effort; 100 is ~20x slower for ~0 gain.
+            clean.save(buf, "WEBP", lossless=True, quality=60, method=4, exact=True)
+        data = buf.getvalue()
+        if inspect_bytes(data).has_any:  # fail closed if an encoder ever adds metadata
+            raise _Rejected(RejectReason.METADATA_SURVIVED)
+        return data, meta, faces
+
+    def _decode(self, raw: bytes, fmt: str) -> Image.Image:
+        with warnings.catch_warnings():
+            # Pillow only warns between 1x and 2x its pixel limit; we refuse both.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            try:
+                with Image.open(io.BytesIO(raw), formats=[_PILLOW_FORMATS[fmt]]) as im:
+                    if im.width * im.height > self.options.max_pixels:
+                        raise _Rejected(RejectReason.DECOMPRESSION_BOMB)
+                    im.load()
+                    icc = im.info.get("icc_profile")
+                    oriented = ImageOps.exif_transpose(im) or im
+                    return _to_srgb(_normalise_mode(oriented), icc)
+            except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+                raise _Rejected(RejectReason.DECOMPRESSION_BOMB) from None
+            except (UnidentifiedImageError, SyntaxError, ValueError, EOFError, struct.error,
+                    zlib.error, OSError):
+                raise _Rejected(RejectReason.CORRUPT) from None
+
+
+def _caption_text(path: Path, opts: SanitizeOptions, scanner: PiiScanner,
+                  report: SanitizeReport) -> str:
+    with open(path, "rb") as fh:
+        raw = fh.read(_MAX_CAPTION_BYTES + 1)
+    if len(raw) > _MAX_CAPTION_BYTES:
+        raise _Rejected(RejectReason.TOO_LARGE)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _Rejected(RejectReason.CAPTION_ENCODING) from None
+    findings = scanner.scan(text)
+    if findings and opts.pii_mode is PiiMode.REJECT:
+        raise _Rejected(RejectReason.CAPTION_PII)
+    report.pii_findings.update({f.type.value for f in findings})
+    return redact_text(text, findings) if opts.pii_mode is PiiMode.REDACT else text
+
+
+def sanitize_tree(src: Path, dst: Path, *, pseudonymizer: Pseudonymizer,
+                  options: SanitizeOptions = SanitizeOptions(),
+                  blocked_hashes: frozenset[str] = frozenset()) -> SanitizeReport:
+    """Sanitize the Kohya dataset folder `src` into `dst` (created if needed).
+
+    Images directly in `src` are rejected (Kohya ignores them); sub-folder structure is kept
+    with pseudonymous names. `blocked_hashes` are output hashes of erased images, refused.
+    Raises DataRejected when `src` is not a readable folder or `dst` cannot be written.
+    """
+    if not src.is_dir():
+        raise DataRejected("the import source is not a folder")
+    report = SanitizeReport()
+    pipeline = _ImagePipeline(options)
+    scanner = PiiScanner(deny_list=options.deny_list)
+    seen_hashes: set[str] = set()
+    entries = list(iter_source_files(src))
+    names = {rel for rel, _ in entries}
+    caption_exts = set(options.caption_extensions)
+    for rel, st in entries:
+        suffix = rel.suffix.lower()
+        if os.path.islink(src / rel):
+            report.rejected[RejectReason.SYMLINK.value] += 1
+            continue
+        if rel.suffix in caption_exts and any(rel.with_suffix(s) in names for s in
+                                              (*IMAGE_SUFFIXES, *(x.upper() for x in IMAGE_SUFFIXES))):
+            continue  # handled together with its image
+        if suffix in _UNSUPPORTED_SUFFIXES:
+            report.rejected[RejectReason.UNSUPPORTED.value] += 1
+            continue
+        if suffix not in IMAGE_SUFFIXES:
+            report.ignored_files += 1
+            continue
+        if len(rel.parts) < 2:
+            report.rejected[RejectReason.OUTSIDE_SUBSET.value] += 1
+            continue
+        try:
+            _import_one(src, dst, rel, st.st_size, pipeline, scanner, pseudonymizer,
+                        blocked_hashes, seen_hashes, names, report)
+        except _Rejected as rej:
+            report.rejected[rej.reason.value] += 1
+        except OSError:
+            raise DataRejected("writing the sanitized dataset failed (disk full or "
+                               "destination not writable?)") from None
+    return report
+
+
+def _import_one(src: Path, dst: Path, rel: PurePosixPath, size: int, pipeline: _ImagePipeline,
+                scanner: PiiScanner, pseudonymizer: Pseudonymizer, blocked: frozenset[str],
+                seen: set[str], names: set[PurePosixPath], report: SanitizeReport) -> None:
+    opts = pipeline.options
+    captions: list[tuple[str, str]] = []
+    for ext in opts.caption_extensions:
+        cap = rel.with_suffix(ext)
+        if cap in names and not os.path.islink(src / cap):
+            try:
+                captions.append((ext, _caption_text(src / cap, opts, scanner, report)))
+            except OSError:
+                raise _Rejected(RejectReason.CORRUPT) from None
+    try:
+        data, meta, faces = pipeline.run(src / rel, size)
+    except OSError:
+        raise _Rejected(RejectReason.CORRUPT) from None
+    digest = hashlib.sha256(data).hexdigest()
+    if digest in blocked:
+        raise _Rejected(RejectReason.ERASED)
+    report.duplicates += digest in seen
+    seen.add(digest)
+    out_rel = pseudonymizer.path(rel, f".{opts.output_format}")
+    if atomic_write(dst / out_rel, data):
+        report.images_written += 1
+    else:
+        report.images_unchanged += 1
+    report.metadata_removed.update(meta.kinds)
+    report.faces_blurred += faces
+    cap_rels: list[PurePosixPath] = []
+    for ext, text in captions:
+        cap_rel = out_rel.with_suffix(ext)
+        atomic_write(dst / cap_rel, text.encode("utf-8"))
+        report.captions_written += 1
+        cap_rels.append(cap_rel)
+    report.files.append(SanitizedFile(out_rel, rel, digest, tuple(cap_rels)))
+
+
+@dataclass
+class ScanReport:
+    """`data scan` result: counts of images per metadata kind, captions per PII type."""
+
+    images: int = 0
+    not_images: int = 0  # image extension but unreadable/unsupported content
+    captions: int = 0
+    duplicates: int = 0  # images whose exact bytes appeared earlier in the scan
+    metadata: Counter[str] = field(default_factory=Counter)
+    pii: Counter[str] = field(default_factory=Counter)
+
+    def summary(self) -> dict[str, object]:
+        """Counts only — no values, no names."""
+        return {"images": self.images, "not_images": self.not_images,
+                "images_with_metadata": dict(sorted(self.metadata.items())),
+                "captions": self.captions, "captions_with_pii": dict(sorted(self.pii.items())),
+                "duplicates": self.duplicates}
+
+
+def scan_tree(root: Path, *, deny_list: tuple[str, ...] = (),
+              caption_extensions: tuple[str, ...] = (".txt", ".caption")) -> ScanReport:
+    """Inspect every image and caption below `root` without changing anything.
+
+    Raises DataRejected when `root` is not a readable folder.
+    """
+    if not root.is_dir():
+        raise DataRejected("the folder to scan does not exist")
+    report = ScanReport()
+    scanner = PiiScanner(deny_list=deny_list)
+    seen: set[str] = set()
+    for rel, st in iter_source_files(root):
+        path = root / rel
+        if os.path.islink(path) or st.st_size > _MAX_SCAN_BYTES:
+            continue
+        if rel.suffix.lower() in IMAGE_SUFFIXES | _UNSUPPORTED_SUFFIXES:
+            try:
+                meta = inspect(path)
+                digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            except (DataRejected, OSError):
+                meta = MetaReport()
+            if meta.format == "unknown":
+                report.not_images += 1
+                continue
+            report.images += 1
+            report.metadata.update(meta.kinds)
+            report.duplicates += digest in seen
+            seen.add(digest)
+        elif rel.suffix in caption_extensions:
+            report.captions += 1
+            text = path.read_bytes()[:_MAX_CAPTION_BYTES].decode("utf-8", errors="replace")
+            report.pii.update({f.type.value for f in scanner.scan(text)})
+    return report

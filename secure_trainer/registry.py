@@ -1,0 +1,421 @@
+"""The LoRA registry: every LoRA with its data lineage, owner, purpose and expiry; erasure.
+
+One sqlite file (`registry.sqlite`) at the root of the encrypted workspace. Paths are stored
+relative to that root and every deletion is confined to it. An erasure deletes whole LoRAs
+(a LoRA cannot be "untrained"), their run artefacts and the subject's dataset files, then
+leaves a tombstone of hashes (never names) and returns an `ErasureReport` that the CLI writes
+to the app audit log. Must never log, and never put a name or path in an error message.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import shutil
+import sqlite3
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import closing, contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import Enum
+from pathlib import Path, PurePosixPath
+
+from secure_trainer.errors import ConfigError, DataRejected
+
+__all__ = [
+    "Artefact", "ArtefactKind", "ErasureItem", "ErasurePlan", "ErasureReport", "ImageRecord",
+    "LoraRecord", "Registry", "file_sha256", "read_subjects", "subject_hash",
+]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS loras (
+  id TEXT PRIMARY KEY, sha256 TEXT NOT NULL, run_id TEXT NOT NULL, base_model_sha256 TEXT,
+  dataset TEXT NOT NULL, owner TEXT NOT NULL, purpose TEXT NOT NULL, legal_basis TEXT NOT NULL,
+  created TEXT NOT NULL, expires TEXT, path TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS images (
+  dataset TEXT NOT NULL, path TEXT NOT NULL, sha256 TEXT NOT NULL, subject TEXT,
+  source_name TEXT, captions TEXT NOT NULL DEFAULT '[]', imported TEXT NOT NULL,
+  PRIMARY KEY (dataset, path));
+CREATE INDEX IF NOT EXISTS images_sha ON images(sha256);
+CREATE INDEX IF NOT EXISTS images_subject ON images(subject);
+CREATE TABLE IF NOT EXISTS lineage (
+  lora_id TEXT NOT NULL, image_sha256 TEXT NOT NULL, PRIMARY KEY (lora_id, image_sha256));
+CREATE INDEX IF NOT EXISTS lineage_sha ON lineage(image_sha256);
+CREATE TABLE IF NOT EXISTS artefacts (
+  run_id TEXT NOT NULL, kind TEXT NOT NULL, path TEXT NOT NULL, PRIMARY KEY (run_id, path));
+CREATE TABLE IF NOT EXISTS tombstones (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT, ts TEXT NOT NULL, reason TEXT NOT NULL,
+  subject_sha256 TEXT, image_hashes TEXT NOT NULL, lora_hashes TEXT NOT NULL);
+"""
+# Kohya writes these next to the images; they hold latents/captions derived from them.
+_IMAGE_CACHE_GLOBS = ("{stem}.npz", "{stem}_*.npz")
+_FOLDER_CACHES = ("metadata_cache.json",)
+
+
+class ArtefactKind(str, Enum):
+    """What a registered run artefact is; erasure reports count per kind."""
+
+    LORA = "lora"
+    STATE = "state"
+    TENSORBOARD = "tensorboard"
+    CACHE = "cache"
+    MANIFEST = "manifest"
+    SAMPLE = "sample"
+    DATASET_IMAGE = "dataset_image"
+    CAPTION = "caption"
+    OTHER = "other"
+
+
+@dataclass(frozen=True)
+class Artefact:
+    """A file or folder a run produced, by kind (absolute or workspace-relative path)."""
+
+    kind: ArtefactKind
+    path: Path
+
+
+@dataclass(frozen=True)
+class LoraRecord:
+    """One registered LoRA. `path` is relative to the workspace root."""
+
+    id: str
+    sha256: str
+    run_id: str
+    base_model_sha256: str | None
+    dataset: str
+    owner: str
+    purpose: str
+    legal_basis: str
+    created: str
+    expires: str | None
+    path: str
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One imported dataset image (path relative to the workspace root)."""
+
+    dataset: str
+    path: str
+    sha256: str
+    subject: str | None
+    captions: tuple[str, ...] = ()
+    source_name: str | None = None  # the original relative name; stays inside the workspace
+
+
+@dataclass(frozen=True)
+class ErasureItem:
+    """One thing an erasure deletes: its kind, an id (LoRA id or run id, else ''), a hash, a path."""
+
+    kind: ArtefactKind
+    ref: str
+    sha256: str | None
+    rel_path: str
+
+
+@dataclass(frozen=True)
+class ErasurePlan:
+    """What an erasure (by subject) or an expiry run would delete."""
+
+    reason: str  # "subject" or "expiry"
+    subject_sha256: str | None
+    loras: tuple[LoraRecord, ...]
+    image_hashes: tuple[str, ...]
+    items: tuple[ErasureItem, ...]
+
+
+@dataclass
+class ErasureReport:
+    """What an erasure did; `audit_fields()` is the tombstone (hashes and counts only)."""
+
+    plan: ErasurePlan
+    files_deleted: int = 0
+    dirs_deleted: int = 0
+    already_gone: int = 0
+    by_kind: Counter[str] = field(default_factory=Counter)
+
+    def audit_fields(self) -> dict[str, object]:
+        """Fields for the app audit log's `erasure` event: ids, hashes, counts — no names."""
+        return {
+            "reason": self.plan.reason,
+            "subject_sha256": self.plan.subject_sha256,
+            "loras": [{"id": lo.id, "sha256": lo.sha256} for lo in self.plan.loras],
+            "image_sha256": list(self.plan.image_hashes),
+            "deleted_by_kind": dict(sorted(self.by_kind.items())),
+            "files_deleted": self.files_deleted,
+            "dirs_deleted": self.dirs_deleted,
+        }
+
+
+def subject_hash(subject: str) -> str:
+    """The SHA-256 of a subject id, the only form of it a tombstone keeps."""
+    return hashlib.sha256(subject.encode("utf-8")).hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes (the content hash the registry and lineage use)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_subjects(csv_path: Path) -> dict[PurePosixPath, str]:
+    """`subjects.csv` (header `path,subject`; path relative to the import source) as a map.
+
+    Raises DataRejected (naming only the row number) for a malformed file.
+    """
+    try:
+        text = csv_path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        raise DataRejected("subjects.csv could not be read as UTF-8") from None
+    rows = csv.DictReader(io.StringIO(text))
+    if rows.fieldnames is None or {"path", "subject"} - {f.strip() for f in rows.fieldnames}:
+        raise DataRejected("subjects.csv needs a header row with columns path,subject")
+    out: dict[PurePosixPath, str] = {}
+    for n, row in enumerate(rows, start=2):
+        rel, subject = (row.get("path") or "").strip(), (row.get("subject") or "").strip()
+        if not rel or not subject or len(subject) > 128 or rel.startswith("/") or ".." in rel:
+            raise DataRejected(f"subjects.csv row {n}: need a relative path and a subject id "
+                               "of at most 128 characters")
+        out[PurePosixPath(rel)] = subject
+    return out
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+class Registry:
+    """The registry at `path` (normally `<workspace>/registry.sqlite`); the workspace root is
+    its parent folder. Every method raises DataRejected when the database fails."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.root = path.parent.resolve()
+        with self._db() as db:
+            db.executescript(_SCHEMA)
+
+    @contextmanager
+    def _db(self) -> Iterator[sqlite3.Connection]:
+        try:
+            with closing(sqlite3.connect(self.path, timeout=30)) as conn, conn:
+                # SECURITY: deleted rows (names, subject ids) are overwritten, not left in free pages.
+                conn.execute("PRAGMA secure_delete = ON")
+                conn.execute("PRAGMA foreign_keys = ON")
+                yield conn
+        except sqlite3.Error:
+            raise DataRejected("the registry database could not be read or written") from None
+
+    def _rel(self, path: Path | str) -> str:
+        full = Path(path) if Path(path).is_absolute() else self.root / path
+        # The last component is not resolved: a symlink inside the workspace is registered (and
+        # later unlinked) as itself, never as the file it points to.
+        full = full.resolve() if full.name in ("", ".", "..") else full.parent.resolve() / full.name
+        try:
+            return full.relative_to(self.root).as_posix()
+        except ValueError:
+            raise DataRejected("a registered path lies outside the workspace") from None
+
+    # -- recording ------------------------------------------------------------------------
+    def record_images(self, images: Iterable[ImageRecord]) -> int:
+        """Insert or update imported images (idempotent per dataset + path); returns the count."""
+        now = _now().isoformat()
+        rows = [(im.dataset, self._rel(im.path), im.sha256, im.subject, im.source_name,
+                 json.dumps([self._rel(c) for c in im.captions]), now) for im in images]
+        with self._db() as db:
+            db.executemany("INSERT OR REPLACE INTO images VALUES (?,?,?,?,?,?,?)", rows)
+        return len(rows)
+
+    def register_run(self, run_id: str, lora_path: Path, base_model_sha256: str | None,
+                     dataset_name: str, image_hashes: Iterable[str],
+                     artefacts: Iterable[Artefact] | Mapping[str, Iterable[Path]],
+                     owner: str, purpose: str, legal_basis: str,
+                     expires: datetime | timedelta | None = None) -> str:
+        """Register the LoRA a run wrote, its lineage (image content hashes) and artefacts.
+
+        Returns the LoRA id (stable for the same run and LoRA path, so re-registering updates).
+        Raises ConfigError for an empty owner/purpose/legal basis, DataRejected for a path
+        outside the workspace or an unreadable LoRA file.
+        """
+        if not (owner.strip() and purpose.strip() and legal_basis.strip()):
+            raise ConfigError("owner, purpose and legal basis are required to register a LoRA")
+        rel = self._rel(lora_path)
+        try:
+            sha = file_sha256(self.root / rel)
+        except OSError:
+            raise DataRejected("the LoRA file to register could not be read") from None
+        lora_id = "L" + hashlib.sha256(f"{run_id}\x00{rel}".encode()).hexdigest()[:15]
+        created = _now()
+        if isinstance(expires, timedelta):
+            expires = created + expires
+        items: list[tuple[str, str]] = []
+        if isinstance(artefacts, Mapping):
+            items = [(ArtefactKind(k).value, self._rel(p)) for k, ps in artefacts.items() for p in ps]
+        else:
+            items = [(a.kind.value, self._rel(a.path)) for a in artefacts]
+        with self._db() as db:
+            db.execute("INSERT OR REPLACE INTO loras VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                       (lora_id, sha, run_id, base_model_sha256, dataset_name, owner, purpose,
+                        legal_basis, created.isoformat(),
+                        expires.astimezone(UTC).isoformat() if expires else None, rel))
+            db.execute("DELETE FROM lineage WHERE lora_id = ?", (lora_id,))
+            db.executemany("INSERT OR IGNORE INTO lineage VALUES (?,?)",
+                           [(lora_id, h) for h in set(image_hashes)])
+            db.executemany("INSERT OR REPLACE INTO artefacts VALUES (?,?,?)",
+                           [(run_id, kind, path) for kind, path in items])
+        return lora_id
+
+    def dataset_hashes(self, dataset: str) -> list[str]:
+        """Content hashes of every image recorded for `dataset` (a run's lineage)."""
+        with self._db() as db:
+            rows = db.execute("SELECT DISTINCT sha256 FROM images WHERE dataset = ? ORDER BY 1",
+                              (dataset,)).fetchall()
+        return [r[0] for r in rows]
+
+    # -- queries --------------------------------------------------------------------------
+    def loras(self) -> list[LoraRecord]:
+        """Every registered LoRA, oldest first."""
+        with self._db() as db:
+            rows = db.execute("SELECT * FROM loras ORDER BY created, id").fetchall()
+        return [LoraRecord(*r) for r in rows]
+
+    def lora(self, lora_id: str) -> tuple[LoraRecord, list[str], list[tuple[str, str]]]:
+        """One LoRA, its lineage hashes and its run's artefacts (kind, relative path).
+
+        Raises ConfigError when no LoRA has that id.
+        """
+        with self._db() as db:
+            row = db.execute("SELECT * FROM loras WHERE id = ?", (lora_id,)).fetchone()
+            if row is None:
+                raise ConfigError("no LoRA with that id in the registry")
+            rec = LoraRecord(*row)
+            hashes = [r[0] for r in db.execute(
+                "SELECT image_sha256 FROM lineage WHERE lora_id = ? ORDER BY 1", (lora_id,))]
+            arts = [(r[0], r[1]) for r in db.execute(
+                "SELECT kind, path FROM artefacts WHERE run_id = ? ORDER BY 1, 2", (rec.run_id,))]
+        return rec, hashes, arts
+
+    def erased_hashes(self) -> frozenset[str]:
+        """Content hashes of every image ever erased (a re-import refuses them)."""
+        with self._db() as db:
+            rows = db.execute("SELECT image_hashes FROM tombstones").fetchall()
+        return frozenset(h for (blob,) in rows for h in json.loads(blob))
+
+    def plan_subject(self, subject: str) -> ErasurePlan:
+        """Everything derived from `subject`: its images (by content hash, in every dataset),
+        their captions and caches, every LoRA trained on any of them and those runs' artefacts."""
+        with self._db() as db:
+            hashes = sorted({r[0] for r in db.execute(
+                "SELECT sha256 FROM images WHERE subject = ?", (subject,))})
+            images = self._images_with(db, hashes)
+            lora_ids = sorted({r[0] for h in hashes for r in db.execute(
+                "SELECT lora_id FROM lineage WHERE image_sha256 = ?", (h,))})
+            loras = self._loras_by_id(db, lora_ids)
+            items = self._lora_items(db, loras) + self._image_items(images)
+        return ErasurePlan("subject", subject_hash(subject), tuple(loras), tuple(hashes),
+                           tuple(items))
+
+    def plan_expired(self, now: datetime | None = None) -> ErasurePlan:
+        """Every LoRA whose expiry is past, with its run's artefacts."""
+        cutoff = (now or _now()).astimezone(UTC).isoformat()
+        with self._db() as db:
+            ids = [r[0] for r in db.execute(
+                "SELECT id FROM loras WHERE expires IS NOT NULL AND expires <= ?", (cutoff,))]
+            loras = self._loras_by_id(db, ids)
+            items = self._lora_items(db, loras)
+        return ErasurePlan("expiry", None, tuple(loras), (), tuple(items))
+
+    @staticmethod
+    def _images_with(db: sqlite3.Connection, hashes: list[str]) -> list[ImageRecord]:
+        out = []
+        for h in hashes:
+            for ds, path, sha, subj, src, caps, _ in db.execute(
+                    "SELECT * FROM images WHERE sha256 = ? ORDER BY dataset, path", (h,)):
+                out.append(ImageRecord(ds, path, sha, subj, tuple(json.loads(caps)), src))
+        return out
+
+    @staticmethod
+    def _loras_by_id(db: sqlite3.Connection, ids: list[str]) -> list[LoraRecord]:
+        return [LoraRecord(*db.execute("SELECT * FROM loras WHERE id = ?", (i,)).fetchone())
+                for i in ids]
+
+    @staticmethod
+    def _lora_items(db: sqlite3.Connection, loras: list[LoraRecord]) -> list[ErasureItem]:
+        items = [ErasureItem(ArtefactKind.LORA, lo.id, lo.sha256, lo.path) for lo in loras]
+        for run_id in sorted({lo.run_id for lo in loras}):
+            for kind, path in db.execute(
+                    "SELECT kind, path FROM artefacts WHERE run_id = ? ORDER BY path", (run_id,)):
+                items.append(ErasureItem(ArtefactKind(kind), run_id, None, path))
+        return items
+
+    def _image_items(self, images: list[ImageRecord]) -> list[ErasureItem]:
+        items: list[ErasureItem] = []
+        folders: set[PurePosixPath] = set()
+        for im in images:
+            items.append(ErasureItem(ArtefactKind.DATASET_IMAGE, "", im.sha256, im.path))
+            items.extend(ErasureItem(ArtefactKind.CAPTION, "", im.sha256, c) for c in im.captions)
+            rel = PurePosixPath(im.path)
+            folders.add(rel.parent)
+            for pattern in _IMAGE_CACHE_GLOBS:
+                for hit in sorted((self.root / rel.parent).glob(pattern.format(stem=rel.stem))):
+                    items.append(ErasureItem(ArtefactKind.CACHE, "", im.sha256,
+                                             self._rel(hit)))
+        for folder in sorted(folders):
+            for name in _FOLDER_CACHES:
+                if (self.root / folder / name).exists():
+                    items.append(ErasureItem(ArtefactKind.CACHE, "", None, (folder / name).as_posix()))
+        return items
+
+    # -- deletion -------------------------------------------------------------------------
+    def erase(self, plan: ErasurePlan) -> ErasureReport:
+        """Delete every item of `plan` inside the workspace, drop its rows, add a tombstone.
+
+        Symlinks are removed, never followed. Raises DataRejected when a path would leave the
+        workspace or a deletion fails (what was deleted before stays deleted; re-run to finish).
+        """
+        report = ErasureReport(plan)
+        for item in plan.items:
+            target = self.root / item.rel_path
+            # SECURITY: the folder holding the target must be inside the workspace, and so must
+            # the target itself unless it is a symlink (which is unlinked, never followed).
+            inside = target.parent.resolve().is_relative_to(self.root) and (
+                target.is_symlink() or target.resolve().is_relative_to(self.root))
+            if not inside:
+                raise DataRejected("an erasure target lies outside the workspace")
+            try:
+                if target.is_symlink() or target.is_file():
+                    target.unlink()
+                    report.files_deleted += 1
+                elif target.is_dir():
+                    shutil.rmtree(target)
+                    report.dirs_deleted += 1
+                else:
+                    report.already_gone += 1
+                    continue
+            except OSError:
+                raise DataRejected("an erasure target could not be deleted") from None
+            report.by_kind[item.kind.value] += 1
+        lora_ids = [lo.id for lo in plan.loras]
+        run_ids = sorted({lo.run_id for lo in plan.loras})
+        with self._db() as db:
+            for lora_id in lora_ids:
+                db.execute("DELETE FROM lineage WHERE lora_id = ?", (lora_id,))
+                db.execute("DELETE FROM loras WHERE id = ?", (lora_id,))
+            for run_id in run_ids:
+                if not db.execute("SELECT 1 FROM loras WHERE run_id = ?", (run_id,)).fetchone():
+                    db.execute("DELETE FROM artefacts WHERE run_id = ?", (run_id,))
+            for h in plan.image_hashes:
+                db.execute("DELETE FROM images WHERE sha256 = ?", (h,))
+            db.execute("INSERT INTO tombstones (ts, reason, subject_sha256, image_hashes, "
+                       "lora_hashes) VALUES (?,?,?,?,?)",
+                       (_now().isoformat(), plan.reason, plan.subject_sha256,
+                        json.dumps(list(plan.image_hashes)),
+                        json.dumps(sorted(lo.sha256 for lo in plan.loras))))
+        with self._db() as db:
+            db.execute("VACUUM")  # rewrite the file so no page still holds erased rows
+        return report
