@@ -1,0 +1,144 @@
+"""The app audit log: hash-chained, HMAC-keyed JSONL inside the encrypted workspace.
+
+Each record holds `seq`, `ts`, `event`, `fields`, `prev` (the previous record's hash) and
+`hmac` = HMAC-SHA256(key, canonical JSON of the record without `hmac`). A modified, deleted,
+reordered or truncated record breaks the chain at a known sequence number.
+SECURITY: never accepts a secret, a Path or an absolute path as a field value.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path, PurePath
+from typing import Any
+
+from entrypoint.errors import AuditError
+from entrypoint.secret import Secret
+
+GENESIS = "0" * 64
+_HKDF_INFO = b"secure-trainer audit v1"
+
+
+def derive_audit_key(master: Secret) -> Secret:
+    """HKDF-SHA256 (extract+expand, one block) of a Vault-held secret into the log's HMAC key."""
+    prk = hmac.new(b"secure-trainer", bytes(master.reveal()), hashlib.sha256).digest()
+    okm = hmac.new(prk, _HKDF_INFO + b"\x01", hashlib.sha256).digest()
+    return Secret(okm.hex())
+
+
+def _check_value(name: str, value: Any) -> None:
+    """SECURITY: refuse values that could carry key material or data paths."""
+    if isinstance(value, (Secret, PurePath, bytes, bytearray)):
+        raise AuditError(f"audit field '{name}' has a type that may not be logged")
+    if isinstance(value, str) and value.startswith("/"):
+        raise AuditError(f"audit field '{name}' looks like an absolute path; log a hash instead")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _check_value(f"{name}.{k}", v)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            _check_value(name, v)
+
+
+def _canonical(record: dict[str, Any]) -> bytes:
+    return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+def _mac(key: Secret, body: dict[str, Any]) -> str:
+    return hmac.new(bytes(key.reveal()), _canonical(body), hashlib.sha256).hexdigest()
+
+
+def _record_hash(record: dict[str, Any]) -> str:
+    return hashlib.sha256(_canonical(record)).hexdigest()
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """Outcome of `verify`: `first_bad_seq` is None when the whole chain holds."""
+
+    ok: bool
+    records: int
+    first_bad_seq: int | None = None
+    reason: str = ""
+
+
+def _read_lines(path: Path) -> list[str]:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return []
+    except OSError:
+        raise AuditError("the audit log could not be read") from None
+    return data.decode("utf-8", errors="replace").split("\n")
+
+
+def verify(path: Path, key: Secret) -> VerifyResult:
+    """Check every record's HMAC, sequence and chain link; report the first broken record."""
+    lines = _read_lines(path)
+    if lines and lines[-1] == "":
+        lines = lines[:-1]
+    elif lines:
+        return VerifyResult(False, len(lines) - 1, len(lines), "last record is truncated")
+    prev = GENESIS
+    for i, line in enumerate(lines, start=1):
+        try:
+            record = json.loads(line)
+            mac = record.pop("hmac")
+        except (ValueError, KeyError, AttributeError):
+            return VerifyResult(False, i - 1, i, "record is not valid JSON or has no hmac")
+        if not hmac.compare_digest(str(mac), _mac(key, record)):
+            return VerifyResult(False, i - 1, i, "HMAC mismatch (record modified or wrong key)")
+        if record.get("seq") != i:
+            return VerifyResult(False, i - 1, i, "sequence gap (record deleted or reordered)")
+        if record.get("prev") != prev:
+            return VerifyResult(False, i - 1, i, "chain link broken (record deleted or reordered)")
+        record["hmac"] = mac
+        prev = _record_hash(record)
+    return VerifyResult(True, len(lines))
+
+
+class AppAuditLog:
+    """Append-only writer of the hash-chained log (one writer process at a time)."""
+
+    def __init__(self, path: Path, key: Secret) -> None:
+        self._path = path
+        self._key = key
+        self._seq, self._prev = self._tail()
+
+    def _tail(self) -> tuple[int, str]:
+        result = verify(self._path, self._key)
+        if not result.ok:
+            # SECURITY: fail closed; never extend a chain that no longer verifies.
+            raise AuditError(f"the audit log is broken at record {result.first_bad_seq}: "
+                             f"{result.reason}; run `secure-trainer audit verify`")
+        lines = [ln for ln in _read_lines(self._path) if ln]
+        if not lines:
+            return 0, GENESIS
+        return len(lines), _record_hash(json.loads(lines[-1]))
+
+    def append(self, event: str, **fields: Any) -> int:
+        """Write one record; returns its sequence number. Raises AuditError on bad fields."""
+        for name, value in fields.items():
+            _check_value(name, value)
+        body: dict[str, Any] = {"seq": self._seq + 1, "ts": round(time.time(), 3),
+                                "event": event, "fields": fields, "prev": self._prev}
+        record = dict(body, hmac=_mac(self._key, body))
+        line = _canonical(record) + b"\n"
+        try:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                os.write(fd, line)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError:
+            raise AuditError("the audit log could not be written") from None
+        self._seq += 1
+        self._prev = _record_hash(record)
+        return self._seq
