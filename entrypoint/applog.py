@@ -8,6 +8,7 @@ SECURITY: never accepts a secret, a Path or an absolute path as a field value.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import hmac
 import json
@@ -109,6 +110,15 @@ class AppAuditLog:
         self._path = path
         self._key = key
         self._seq, self._prev = self._tail()
+        self._size = self._current_size()
+
+    def _current_size(self) -> int:
+        try:
+            return self._path.stat().st_size
+        except FileNotFoundError:
+            return 0
+        except OSError:
+            raise AuditError("the audit log could not be read") from None
 
     def _tail(self) -> tuple[int, str]:
         result = verify(self._path, self._key)
@@ -128,17 +138,27 @@ class AppAuditLog:
         body: dict[str, Any] = {"seq": self._seq + 1, "ts": round(time.time(), 3),
                                 "event": event, "fields": fields, "prev": self._prev}
         record = dict(body, hmac=_mac(self._key, body))
-        line = _canonical(record) + b"\n"
         try:
             self._path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            try:
-                os.write(fd, line)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError:
             raise AuditError("the audit log could not be written") from None
+        try:
+            # Another writer (a second process on the same workspace) may have appended since
+            # our last record: lock, and re-read the tail if the file grew, so the chain never forks.
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if os.fstat(fd).st_size != self._size:
+                self._seq, self._prev = self._tail()
+                body.update(seq=self._seq + 1, prev=self._prev)
+                record = dict(body, hmac=_mac(self._key, body))
+            line = _canonical(record) + b"\n"
+            os.write(fd, line)
+            os.fsync(fd)
+            self._size = os.fstat(fd).st_size
+        except OSError:
+            raise AuditError("the audit log could not be written") from None
+        finally:
+            os.close(fd)  # closing releases the flock
         self._seq += 1
         self._prev = _record_hash(record)
         return self._seq

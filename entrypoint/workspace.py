@@ -309,7 +309,7 @@ class Workspace:
             raise WorkspaceError(f"could not create the workspace layout ({exc.strerror})") from None
 
     def _ensure_layout(self, owner: tuple[int, int] | None) -> None:
-        self.mountpoint.chmod(0o755)
+        self.mountpoint.chmod(0o711)  # coupling: the mount root IS the cipher dir (policy fs.cipher_dir_private)
         for name in LAYOUT:
             path = self.mountpoint / name
             path.mkdir(mode=0o700 if name in ("audit", "tmp") else 0o755, exist_ok=True)

@@ -16,11 +16,15 @@ fi
 if [[ ! -d "$DEMO/data/10_subject" ]]; then
   "$BIN/secure-trainer" dev dataset "$DEMO/data" >/dev/null
 fi
-rm -rf "$DEMO/output"
+rm -rf "$DEMO/output" "$DEMO/clean"
+
+# Data enters only through the sanitizer: metadata stripped, names pseudonymised, captions PII-scanned.
+# (Plaintext destination is for this native demo only; `run` imports into the encrypted workspace.)
+"$BIN/secure-trainer" data sanitize "$DEMO/data" "$DEMO/clean" --unsafe-plaintext-dest 2>/dev/null
 
 "$BIN/secure-trainer" train \
   --pretrained_model_name_or_path "$DEMO/model/diffusers" \
-  --train_data_dir "$DEMO/data" --caption_extension .txt --resolution 64 \
+  --train_data_dir "$DEMO/clean" --caption_extension .txt --resolution 64 \
   --network_dim 8 --network_alpha 8 --learning_rate 1e-3 --train_batch_size 2 \
   --max_train_steps "$STEPS" --cache_latents --seed 42 \
   --output_dir "$DEMO/output" --output_name demo-lora

@@ -1,7 +1,8 @@
-"""Placeholder: registers nothing until its owner implements it."""
+"""`secure-trainer run`: the full secure lifecycle around `secure-trainer train`."""
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 import typer
@@ -11,5 +12,31 @@ if TYPE_CHECKING:
 
 
 def register(root: typer.Typer, groups: "CommandGroups") -> None:
-    """Add this module's commands to the app."""
-    del root, groups
+    """Add `run`."""
+    del groups
+
+    @root.command("run", context_settings={"allow_extra_args": True,
+                                           "ignore_unknown_options": True})
+    def run_cmd(
+        ctx: typer.Context,
+        policy: str = typer.Option(os.environ.get("ST_POLICY", "strict"), "--policy",
+                                   help="Policy profile name or YAML file (env ST_POLICY)."),
+    ) -> None:
+        """Policy → Vault → key → mount → audit → train unprivileged → seal → unmount → wipe.
+
+        Trainer flags follow (Kohya names); relative paths resolve inside the workspace.
+        Needs ST_CIPHER_DIR, ST_MOUNTPOINT and the Vault env (see README).
+        """
+        from entrypoint.lifecycle import Lifecycle, RunSettings
+        from entrypoint.vault import VaultClient
+        from entrypoint.vault_settings import VaultSettings
+        from entrypoint.workspace import Gocryptfs
+
+        env = dict(os.environ)
+        settings = RunSettings.from_env(env, policy=policy, train_args=list(ctx.args))
+        vault = VaultClient.from_settings(VaultSettings.from_env(env))
+        life = Lifecycle(settings, vault=vault, gocryptfs=Gocryptfs(), echo=typer.echo)
+        lora = life.execute()
+        rel = lora.relative_to(settings.mountpoint)
+        typer.echo(f"done: run {life.run_id}; LoRA sealed inside the encrypted workspace at "
+                   f"<workspace>/{rel} (open it with `secure-trainer workspace open`)")

@@ -104,3 +104,37 @@ def test_cli_verify_exit_codes(tmp_path: Path) -> None:
     bad = subprocess.run(cmd, input=KEY.encode() + b"\n", capture_output=True, timeout=120)
     assert bad.returncode == 6 and b"broken at record 4" in bad.stderr
     assert str(tmp_path).encode() not in bad.stderr
+
+
+def test_two_writers_never_fork_the_chain(tmp_path: Path) -> None:
+    path = tmp_path / "app.jsonl"
+    a = AppAuditLog(path, Secret(KEY))
+    b = AppAuditLog(path, Secret(KEY))
+    a.append("a1")
+    b.append("b1")  # b's view is stale: it must re-read the tail under the lock
+    a.append("a2")
+    result = verify(path, Secret(KEY))
+    assert result.ok and result.records == 3
+
+
+def test_deleted_first_and_last_line_truncated_mid_record(tmp_path: Path) -> None:
+    path = _log(tmp_path)
+    lines = _lines(path)
+    _write(path, lines[1:])
+    assert verify(path, Secret(KEY)).first_bad_seq == 1
+    path.write_text("".join(ln + "\n" for ln in lines[:-1]) + lines[-1][:20])
+    result = verify(path, Secret(KEY))
+    assert not result.ok and result.first_bad_seq == 5 and "truncated" in result.reason
+
+
+def test_cli_missing_log_and_wrong_key(tmp_path: Path) -> None:
+    from entrypoint.cli import main
+
+    assert main(["audit", "verify", str(tmp_path / "none.jsonl"), "--key-stdin"]) == 6
+    path = _log(tmp_path)
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "entrypoint.cli", "audit", "verify", str(path), "--key-stdin"]
+    bad = subprocess.run(cmd, input=b"y" * 64 + b"\n", capture_output=True, timeout=120)
+    assert bad.returncode == 6 and b"broken at record 1: HMAC mismatch" in bad.stderr

@@ -117,7 +117,7 @@ def gather(ctx: PolicyContext) -> FsFacts:
         if exists:
             st = cipher.stat()
             mode = f"{stat.S_IMODE(st.st_mode):04o}"
-            private = stat.S_IMODE(st.st_mode) & 0o077 == 0
+            private = stat.S_IMODE(st.st_mode) & 0o066 == 0  # traverse-only (x) lets the unprivileged trainer reach its files
             initialized = (cipher / "gocryptfs.conf").is_file()
             empty = not any(cipher.iterdir())
         else:
