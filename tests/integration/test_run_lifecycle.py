@@ -98,3 +98,63 @@ def test_run_trains_inside_workspace_and_leaves_nothing(dev_vault: DevVault, tmp
             assert not any((ws.tmp_dir).iterdir())
         finally:
             ws.close()
+
+
+def test_sigterm_during_training_tears_down(dev_vault: DevVault, tmp_path: Path,
+                                            tiny_model: object, tiny_dataset: Path) -> None:
+    """SIGTERM mid-training → exit 143, workspace unmounted, run marker cleared, run tmp wiped."""
+    import signal
+    import time
+
+    tag = uuid.uuid4().hex[:8]
+    env = dev_vault.add_workspace_role(f"sig-{tag}", tmp_path / "creds",
+                                       key_path=f"st-sig-{tag}/workspace",
+                                       audit_key_path=f"st-sig-{tag}/audit")
+    cipher, mnt = tmp_path / "cipher", tmp_path / "mnt"
+    fs = Gocryptfs()
+    with VaultClient.from_settings(VaultSettings.from_env(env)) as vault:
+        vault.login()
+        km = KeyManager(vault, fs, cipher)
+        km.init()
+        ws = Workspace(fs, cipher, mnt)
+        ws.open(km.open_passphrase())
+        try:
+            shutil.copytree(tiny_model.diffusers_dir, ws.models_dir / "tiny")  # type: ignore[attr-defined]
+            shutil.copytree(tiny_dataset, ws.datasets_dir / "demo")
+        finally:
+            ws.close()
+    policy_file = tmp_path / "native-dev.yaml"
+    policy_file.write_text("name: native-dev\ndescription: native test run as root\n"
+                           "extends: dev\noverride:\n  - id: process.non_root\n    action: warn\n")
+    run_env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "ST_"))}
+    run_env.update(env, ST_CIPHER_DIR=str(cipher), ST_MOUNTPOINT=str(mnt),
+                   ST_STATE_DIR=str(tmp_path / "state"), OMP_NUM_THREADS="1",
+                   ST_TRAIN_UID="none" if not _reachable() else "10001")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "entrypoint.cli", "run", "--policy", str(policy_file),
+         "--pretrained_model_name_or_path", "models/tiny", "--train_data_dir", "datasets/demo",
+         "--caption_extension", ".txt", "--resolution", "64", "--max_train_steps", "5000",
+         "--output_name", "lora"], env=run_env, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    seen = []
+    deadline = time.monotonic() + 300
+    for line in proc.stdout:
+        seen.append(line)
+        if line.startswith("[train]") or time.monotonic() > deadline:
+            break
+    time.sleep(5)
+    proc.send_signal(signal.SIGTERM)
+    rest, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 143, "".join(seen) + rest
+    assert not fs.is_mounted(mnt) and not any(mnt.iterdir())
+    assert not (tmp_path / "state" / "run.marker").exists()
+    with VaultClient.from_settings(VaultSettings.from_env(env)) as vault:
+        vault.login()
+        ws = Workspace(fs, cipher, mnt)
+        ws.open(KeyManager(vault, fs, cipher).open_passphrase())
+        try:
+            assert not any(ws.tmp_dir.iterdir())
+            assert list(ws.runs_dir.glob("*/lora.safetensors")) == []
+        finally:
+            ws.close()
