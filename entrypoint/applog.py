@@ -145,7 +145,7 @@ class AppAuditLog:
             raise AuditError("the audit log could not be written") from None
         try:
             # Another writer (a second process on the same workspace) may have appended since
-            # our last record: lock, and re-read the tail if the file grew, so the chain never forks.
+            # our last record: lock, and re-read the tail if the file grew (no forked chain).
             fcntl.flock(fd, fcntl.LOCK_EX)
             if os.fstat(fd).st_size != self._size:
                 self._seq, self._prev = self._tail()

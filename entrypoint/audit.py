@@ -18,10 +18,19 @@ from pathlib import Path
 from entrypoint import proc
 from entrypoint.errors import AuditError, ConfigError
 
-__all__ = ["AuditMode", "AuditPaths", "AuditRule", "Auditctl", "HostAuditReport",
-           "render_rules", "default_rules_file", "RULE_KEY"]
+__all__ = [
+    "RULE_KEY",
+    "AuditMode",
+    "AuditPaths",
+    "AuditRule",
+    "Auditctl",
+    "HostAuditReport",
+    "default_rules_file",
+    "render_rules",
+]
 
-RULE_KEY = "secure-trainer"  # coupling: policies/audit/secure-trainer.rules, policy gatherers/audit.py
+# coupling: policies/audit/secure-trainer.rules, entrypoint/policy/gatherers/audit.py
+RULE_KEY = "secure-trainer"
 RULES_FILE_NAME = "secure-trainer.rules"
 
 
@@ -104,7 +113,7 @@ def render_rules(template: str, paths: AuditPaths, *, key: str = RULE_KEY) -> li
                  if m.group("named") or m.group("braced")}
         unknown = names - values.keys()
         if unknown:
-            raise AuditError(f"audit rules line {lineno}: unknown placeholder {sorted(unknown)[0]}")
+            raise AuditError(f"audit rules line {lineno}: unknown placeholder {min(unknown)}")
         if len(names) > 1:
             raise AuditError(f"audit rules line {lineno}: one placeholder per line")
         if not names:
@@ -148,7 +157,7 @@ class Auditctl:
         return proc.run([self.binary, *args], timeout=self.timeout, error=AuditError,
                         what=what, check=check).returncode
 
-    def list(self) -> list[str]:
+    def list_rules(self) -> list[str]:
         """The kernel's current rules, one per line (`auditctl -l`). Raises AuditError."""
         out = proc.run([self.binary, "-l"], timeout=self.timeout, error=AuditError,
                        what="auditctl -l").stdout.decode("utf-8", "replace")
@@ -156,8 +165,7 @@ class Auditctl:
 
     def ours(self) -> list[str]:
         """Current rules carrying our key (`-k KEY` on watches, `key=KEY` on syscall rules)."""
-        return [r for r in self.list()
-                if r.endswith(f"-k {self.key}") or r.endswith(f"key={self.key}")]
+        return [r for r in self.list_rules() if r.endswith((f"-k {self.key}", f"key={self.key}"))]
 
     def load(self, rules: list[AuditRule]) -> LoadedRules:
         """Add each rule; on the first failure remove the ones already added and raise

@@ -14,6 +14,12 @@ from types import FrameType
 
 import click
 import typer
+import typer.exceptions as _texc
+from typer._click import exceptions as _tclick  # Typer ≥0.29 vendors its own click
+
+_CLICK_ERRORS = (click.ClickException, _tclick.ClickException)
+_CLICK_ABORT = (click.exceptions.Abort, _texc.Abort)
+_CLICK_EXIT = (click.exceptions.Exit, _texc.Exit)
 
 from entrypoint.errors import Interrupted, SecureTrainerError
 from secure_trainer import __version__
@@ -102,12 +108,14 @@ def main(argv: list[str] | None = None) -> int:
 
             traceback.print_exception(type(err), err, None)
         code = err.exit_code
-    except click.exceptions.Abort:
+    except _CLICK_ABORT:
         print("error[signal]: aborted", file=sys.stderr)
         code = 130
-    except click.exceptions.Exit as ex:
+    except _CLICK_EXIT as ex:
         code = ex.exit_code
-    except click.ClickException as ex:
+    except _tclick.NoArgsIsHelpError:
+        code = 0  # help was shown for a bare group: not an error
+    except _CLICK_ERRORS as ex:
         print(f"error[usage]: {ex.format_message()}", file=sys.stderr)
         code = 2
     except KeyboardInterrupt:

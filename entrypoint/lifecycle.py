@@ -8,7 +8,6 @@ mount; the training child gets a minimal env (no VAULT_*), its output passes the
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import json
 import os
@@ -22,18 +21,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from entrypoint.applog import AppAuditLog
-from entrypoint.errors import (ConfigError, DataRejected, SecureTrainerError, TrainingError,
-                               WorkspaceError)
+from entrypoint.errors import (
+    ConfigError,
+    DataRejected,
+    SecureTrainerError,
+    TrainingError,
+    WorkspaceError,
+)
 from entrypoint.keys import KeyManager
+from entrypoint.privileges import preexec_drop
 from entrypoint.redact import Redactor
 from entrypoint.runmarker import clear_run_marker, read_run_marker, write_run_marker
 from entrypoint.vault import VaultClient
+from entrypoint.wipe import wipe
 from entrypoint.workspace import Gocryptfs, Workspace
 
 AUDIT_LOG = "app.jsonl"  # coupling: registry_cmd AUDIT_LOG_RELPATH = audit/app.jsonl
 _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
-_PR_SET_NO_NEW_PRIVS = 38
-_PR_CAPBSET_DROP = 24
 # Exit codes of the child that keep their meaning for the user (config / data problems).
 _CHILD_ERRORS: dict[int, type[SecureTrainerError]] = {2: ConfigError, 8: DataRejected}
 
@@ -75,23 +79,6 @@ class RunSettings:
                    owner=env.get("ST_OWNER", "unspecified"),
                    purpose=env.get("ST_PURPOSE", "unspecified"),
                    legal_basis=env.get("ST_LEGAL_BASIS", "unspecified"))
-
-
-def _drop_privileges(uid: int, gid: int) -> Callable[[], None]:
-    """preexec for the training child: no groups, unprivileged ids, no caps, no_new_privs."""
-
-    def drop() -> None:
-        libc = ctypes.CDLL(None, use_errno=True)
-        last_cap = int(Path("/proc/sys/kernel/cap_last_cap").read_text())
-        for cap in range(last_cap + 1):
-            libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0)
-        os.setgroups([])
-        os.setresgid(gid, gid, gid)
-        os.setresuid(uid, uid, uid)
-        if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
-            raise OSError("no_new_privs")
-
-    return drop
 
 
 def _usable_by(path: Path, uid: int) -> bool:
@@ -246,7 +233,7 @@ class Lifecycle:
         proc = subprocess.Popen(
             [sys.executable, "-m", "entrypoint.cli", "train", *args], cwd=s.mountpoint, env=env,
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            preexec_fn=_drop_privileges(*s.train_ids) if s.train_ids else None)
+            preexec_fn=preexec_drop(*s.train_ids) if s.train_ids else None)
         assert proc.stdout is not None
         try:
             for raw in proc.stdout:
@@ -279,9 +266,10 @@ class Lifecycle:
         errors: list[SecureTrainerError] = []
         tmp = self._ws.tmp_dir / self.run_id
         if self._fs.is_mounted(self._s.mountpoint):
+            report = wipe([tmp])
             shutil.rmtree(tmp, ignore_errors=True)
             try:
-                self._audit("teardown")
+                self._audit("teardown", wiped_files=report.files, wiped_bytes=report.bytes)
             except SecureTrainerError as err:
                 errors.append(err)
         try:

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["MountEntry", "mount_table", "is_fuse_mounted", "fuse_daemon_pid", "mounts_under"]
+__all__ = ["MountEntry", "fuse_daemon_pid", "is_fuse_mounted", "mount_table", "mounts_under"]
 
 _OCTAL = re.compile(r"\\([0-7]{3})")
 

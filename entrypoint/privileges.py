@@ -1,4 +1,4 @@
-"""Privilege drop for the training child: no groups, unprivileged ids, no capabilities, no_new_privs.
+"""Privilege drop for the training child: no groups, unprivileged ids, no caps, no_new_privs.
 
 `drop_privileges(uid, gid)` runs in the child between fork and exec (subprocess `preexec_fn`);
 `trainer_ids()` names the unprivileged identity.
@@ -14,8 +14,13 @@ import pwd
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["drop_privileges", "preexec_drop", "trainer_ids", "DEFAULT_TRAINER_ID",
-           "TRAINER_USER"]
+__all__ = [
+    "DEFAULT_TRAINER_ID",
+    "TRAINER_USER",
+    "drop_privileges",
+    "preexec_drop",
+    "trainer_ids",
+]
 
 DEFAULT_TRAINER_ID = 10001  # coupling: Dockerfile USER/useradd, policy_cmd _DEFAULT_TRAINER_IDS
 TRAINER_USER = "trainer"

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from entrypoint.errors import SecureTrainerError
 from entrypoint.redact import Redactor
 
-__all__ = ["run", "minimal_env", "STDERR_EXCERPT_CHARS"]
+__all__ = ["STDERR_EXCERPT_CHARS", "minimal_env", "run"]
 
 # A one-line error should stay readable; the full stderr is never logged anyway.
 STDERR_EXCERPT_CHARS = 200

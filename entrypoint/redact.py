@@ -17,7 +17,7 @@ from typing import IO
 
 from entrypoint.secret import Secret
 
-__all__ = ["Redactor", "RedactingFilter", "redact_stream", "PLACEHOLDERS"]
+__all__ = ["PLACEHOLDERS", "RedactingFilter", "Redactor", "redact_stream"]
 
 PLACEHOLDERS = {
     "secret": "<secret>",

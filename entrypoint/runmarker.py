@@ -16,7 +16,7 @@ from pathlib import Path
 
 from entrypoint.errors import WorkspaceError
 
-__all__ = ["RunMarker", "write_run_marker", "read_run_marker", "clear_run_marker", "MARKER_NAME"]
+__all__ = ["MARKER_NAME", "RunMarker", "clear_run_marker", "read_run_marker", "write_run_marker"]
 
 MARKER_NAME = "run.marker"
 

@@ -16,8 +16,14 @@ from pathlib import Path
 
 from entrypoint.errors import ConfigError
 
-__all__ = ["WipeReport", "wipe", "default_targets", "in_container", "CACHE_ENV_VARS",
-           "OVERWRITE_LIMIT"]
+__all__ = [
+    "CACHE_ENV_VARS",
+    "OVERWRITE_LIMIT",
+    "WipeReport",
+    "default_targets",
+    "in_container",
+    "wipe",
+]
 
 # Caches the ML stack writes; the lifecycle points them into run-private dirs.
 CACHE_ENV_VARS = ("TMPDIR", "HF_HOME", "HF_HUB_CACHE", "HF_DATASETS_CACHE", "TRANSFORMERS_CACHE",
@@ -47,18 +53,20 @@ class WipeReport:
 
 
 def in_container(env: Mapping[str, str] | None = None) -> bool:
-    """True inside a container (/.dockerenv, /run/.containerenv or ST_IN_CONTAINER=1)."""
+    """True only when ST_IN_CONTAINER=1 (set by the image).
+
+    SECURITY: /.dockerenv is deliberately not trusted — shared dev sandboxes carry it too, and
+    there wiping /tmp would destroy other people's files.
+    """
     env = os.environ if env is None else env
-    if env.get("ST_IN_CONTAINER") == "1":
-        return True
-    return Path("/.dockerenv").exists() or Path("/run/.containerenv").exists()
+    return env.get("ST_IN_CONTAINER") == "1"
 
 
 def default_targets(env: Mapping[str, str] | None = None, *, state_dir: Path | None = None,
                     container: bool | None = None) -> list[Path]:
     """The wipe targets of a run's end.
 
-    Inside a container (the image owns /tmp): /tmp, /var/tmp, every cache dir named by the env
+    Inside the image (ST_IN_CONTAINER=1: it owns /tmp): /tmp, /var/tmp, every cache dir named by the env
     (CACHE_ENV_VARS), ~/.cache, ~/.triton, ~/.nv and the state dir's tmp/. Outside a container
     (a shared host): only the state dir's tmp/ and cache/ and env cache dirs that lie under the
     state dir — never the host's /tmp or a user's own caches.

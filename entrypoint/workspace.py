@@ -20,8 +20,15 @@ from entrypoint.errors import WorkspaceError
 from entrypoint.mounts import fuse_daemon_pid, is_fuse_mounted
 from entrypoint.secret import Secret
 
-__all__ = ["Gocryptfs", "Workspace", "WorkspaceStatus", "LAYOUT", "LAYOUT_DIRS", "DEFAULT_STATE_DIR",
-           "state_dir"]
+__all__ = [
+    "DEFAULT_STATE_DIR",
+    "LAYOUT",
+    "LAYOUT_DIRS",
+    "Gocryptfs",
+    "Workspace",
+    "WorkspaceStatus",
+    "state_dir",
+]
 
 GOCRYPTFS_CONF = "gocryptfs.conf"  # coupling: keys.py GOCRYPTFS_CONF
 FSTYPE = "fuse.gocryptfs"
@@ -35,16 +42,20 @@ _EXIT_CIPHERDIR = 6
 _EXIT_MOUNTPOINT = 10
 _EXIT_PASSWORD = 12
 _EXIT_LOADCONF = 23
+_NOT_INITIALISED = "the cipher dir is not initialised (run `secure-trainer keys init`)"
 
 
 def state_dir(env: dict[str, str] | None = None) -> Path:
-    """The root-only runtime dir (run marker, scratch mountpoints): $ST_STATE_DIR or /run/secure-trainer."""
+    """The root-only runtime dir (run marker, scratch mountpoints).
+
+    $ST_STATE_DIR, else /run/secure-trainer.
+    """
     value = (env if env is not None else os.environ).get(STATE_DIR_ENV)
     return Path(value) if value else DEFAULT_STATE_DIR
 
 
 def _stdin_lines(*secrets: Secret) -> bytearray:
-    """One line per secret, as gocryptfs reads them from a non-tty stdin; caller wipes the result."""
+    """One line per secret, as gocryptfs reads them from a non-tty stdin; the caller wipes it."""
     buf = bytearray()
     for secret in secrets:
         raw = secret.reveal()
@@ -117,7 +128,7 @@ class Gocryptfs:
         Raises WorkspaceError: wrong passphrase, not a cipher dir, mountpoint busy, gocryptfs error.
         """
         if not (cipher_dir / GOCRYPTFS_CONF).is_file():
-            raise WorkspaceError("the cipher dir is not initialised (run `secure-trainer keys init`)")
+            raise WorkspaceError(_NOT_INITIALISED)
         if not mountpoint.is_dir():
             raise WorkspaceError("the mountpoint does not exist or is not a directory")
         if self.is_mounted(mountpoint):
@@ -182,7 +193,7 @@ class Gocryptfs:
         the old or the new wrapping. Raises WorkspaceError (wrong old passphrase, gocryptfs error).
         """
         if not (cipher_dir / GOCRYPTFS_CONF).is_file():
-            raise WorkspaceError("the cipher dir is not initialised (run `secure-trainer keys init`)")
+            raise WorkspaceError(_NOT_INITIALISED)
         buf = _stdin_lines(old, new)
         try:
             rc = self._run([self.binary, "-passwd", "-q", "--", str(cipher_dir)], buf,
@@ -306,10 +317,12 @@ class Workspace:
             self._ensure_layout(owner)
         except OSError as exc:
             self.gocryptfs.unmount(self.mountpoint, lazy=True)
-            raise WorkspaceError(f"could not create the workspace layout ({exc.strerror})") from None
+            raise WorkspaceError(
+                f"could not create the workspace layout ({exc.strerror})") from None
 
     def _ensure_layout(self, owner: tuple[int, int] | None) -> None:
-        self.mountpoint.chmod(0o711)  # coupling: the mount root IS the cipher dir (policy fs.cipher_dir_private)
+        # coupling: the mount root IS the cipher dir (policy fs.cipher_dir_private)
+        self.mountpoint.chmod(0o711)
         for name in LAYOUT:
             path = self.mountpoint / name
             path.mkdir(mode=0o700 if name in ("audit", "tmp") else 0o755, exist_ok=True)
@@ -357,7 +370,10 @@ class Workspace:
     def status(self) -> WorkspaceStatus:
         """Initialised / mounted / daemon pid / layout, read without any passphrase."""
         mounted = self.gocryptfs.is_mounted(self.mountpoint)
-        layout_ok = mounted and all((self.mountpoint / d).is_dir() for d in LAYOUT)
+        try:
+            layout_ok = mounted and all((self.mountpoint / d).is_dir() for d in LAYOUT)
+        except OSError:
+            layout_ok = False  # ENOTCONN: the daemon died and left a dead mount behind
         return WorkspaceStatus(initialised=self.initialised, mounted=mounted,
                                daemon_pid=self.gocryptfs.daemon_pid(self.mountpoint) if mounted
                                else None, layout_ok=layout_ok)

@@ -47,7 +47,7 @@ def _vault_audit_key() -> Secret:
         return vault.audit_key()
 
 
-def register(root: typer.Typer, groups: "CommandGroups") -> None:
+def register(root: typer.Typer, groups: CommandGroups) -> None:
     """Add `audit verify`."""
     del root
 

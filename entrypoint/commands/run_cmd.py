@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from entrypoint.cli import CommandGroups
 
 
-def register(root: typer.Typer, groups: "CommandGroups") -> None:
+def register(root: typer.Typer, groups: CommandGroups) -> None:
     """Add `run`."""
     del groups
 

@@ -15,13 +15,14 @@ if TYPE_CHECKING:
     from entrypoint.cli import CommandGroups
 
 
-def register(root: typer.Typer, groups: "CommandGroups") -> None:
+def register(root: typer.Typer, groups: CommandGroups) -> None:
     """Add the top-level `wipe` command."""
     del groups
 
     @root.command("wipe")
     def wipe_cmd(
-        dry_run: bool = typer.Option(False, "--dry-run", help="Count what would go; delete nothing."),
+        dry_run: bool = typer.Option(False, "--dry-run",
+                                     help="Count what would go; delete nothing."),
         paths: list[Path] = typer.Option([], "--path",
                                          help="Wipe this dir's contents (or this file) instead of "
                                               "the defaults; repeatable."),

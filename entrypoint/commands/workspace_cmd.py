@@ -36,7 +36,7 @@ def _vault_passphrase(cipher_dir: Path) -> Secret:
         return KeyManager(vault, Gocryptfs(), cipher_dir).open_passphrase()
 
 
-def register(root: typer.Typer, groups: "CommandGroups") -> None:
+def register(root: typer.Typer, groups: CommandGroups) -> None:
     """Add `workspace open`, `workspace close` and `workspace status`."""
     del root
     from entrypoint.workspace import Gocryptfs, Workspace
@@ -48,9 +48,11 @@ def register(root: typer.Typer, groups: "CommandGroups") -> None:
         mountpoint: Path = typer.Option(..., "--mountpoint", envvar="ST_MOUNTPOINT",
                                         help=_MOUNT_HELP),
         owner: str = typer.Option("", "--owner",
-                                  help="uid:gid that may write runs/ and tmp/ (default: root only)."),
+                                  help="uid:gid that may write runs/ and tmp/ "
+                                       "(default: root only)."),
         allow_other: bool = typer.Option(True, "--allow-other/--no-allow-other",
-                                         help="Let other users (the training user) reach the mount."),
+                                         help="Let other users (the training user) reach "
+                                              "the mount."),
     ) -> None:
         """Mount the workspace with the key from Vault; create the layout on first open."""
         from entrypoint.errors import ConfigError

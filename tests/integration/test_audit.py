@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from entrypoint.audit import (
+    Auditctl,
     AuditMode,
     AuditPaths,
     AuditRule,
-    Auditctl,
     default_rules_file,
     render_rules,
 )
@@ -63,14 +63,14 @@ def test_load_and_remove_leaves_unrelated_rules(tmp_path: Path) -> None:
         assert any(str(tmp_path / "mnt") in r for r in ours)
         assert any("uid=10001" in r and "key=secure-trainer" in r for r in ours)
         assert ctl.remove(loaded) == len(rules)
-        listing = ctl.list()
+        listing = ctl.list_rules()
         assert not any(str(tmp_path) in r and "secure-trainer" in r for r in listing)
         assert f"-w {unrelated_dir} -p wa -k st-test-unrelated" in listing
     finally:
         if loaded is not None and loaded.rules:
             ctl.remove(loaded)
         other.remove(pre)
-    assert not any(str(tmp_path) in r for r in ctl.list())
+    assert not any(str(tmp_path) in r for r in ctl.list_rules())
 
 
 def test_failed_load_rolls_back(tmp_path: Path) -> None:
@@ -80,7 +80,7 @@ def test_failed_load_rolls_back(tmp_path: Path) -> None:
     with pytest.raises(AuditError) as err:
         ctl.load([good, bad])
     assert err.value.exit_code == 6 and str(tmp_path) not in err.value.message
-    assert not any(str(tmp_path) in r for r in ctl.list())
+    assert not any(str(tmp_path) in r for r in ctl.list_rules())
 
 
 def test_host_mode_report_and_status() -> None:

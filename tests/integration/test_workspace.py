@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -143,7 +144,7 @@ def test_not_initialised_and_bad_passphrase_text(tmp_path: Path) -> None:
 def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     full = {"PATH": os.environ["PATH"], "HOME": "/root", **env}
     return subprocess.run([sys.executable, "-m", "entrypoint.cli", *args], env=full,
-                          capture_output=True, text=True, timeout=180)
+                          check=False, capture_output=True, text=True, timeout=180)
 
 
 def test_cli_open_status_close_and_audit_verify_with_vault(dev_vault: Any, tmp_path: Path) -> None:
@@ -178,3 +179,23 @@ def test_cli_open_status_close_and_audit_verify_with_vault(dev_vault: Any, tmp_p
     assert closed.returncode == 0
     status = json.loads(_cli(["workspace", "status", "--json"], env).stdout)
     assert not status["mounted"] and status["initialised"]
+
+
+def test_killed_daemon_leaves_a_mount_that_close_removes(ws: Workspace) -> None:
+    key = Secret.generate()
+    ws.create(key)
+    ws.open(key)
+    pid = ws.status().daemon_pid
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)  # our own gocryptfs child: what a SIGKILLed run leaves behind
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    dead = ws.status()
+    assert dead.mounted and not dead.layout_ok  # the dead mount is still in the table ...
+    with pytest.raises(WorkspaceError):
+        ws.open(key)  # ... so a new open refuses it
+    ws.close()
+    assert not ws.status().mounted
+    ws.open(key)  # and after recovery the workspace opens again
+    ws.close()

@@ -96,12 +96,14 @@ def test_cli_verify_exit_codes(tmp_path: Path) -> None:
 
     path = _log(tmp_path)
     cmd = [sys.executable, "-m", "entrypoint.cli", "audit", "verify", str(path), "--key-stdin"]
-    ok = subprocess.run(cmd, input=KEY.encode() + b"\n", capture_output=True, timeout=120)
+    ok = subprocess.run(cmd, input=KEY.encode() + b"\n", check=False,
+                        capture_output=True, timeout=120)
     assert ok.returncode == 0 and b"ok: 5 records" in ok.stdout
     lines = _lines(path)
     del lines[3]
     _write(path, lines)
-    bad = subprocess.run(cmd, input=KEY.encode() + b"\n", capture_output=True, timeout=120)
+    bad = subprocess.run(cmd, input=KEY.encode() + b"\n", check=False,
+                         capture_output=True, timeout=120)
     assert bad.returncode == 6 and b"broken at record 4" in bad.stderr
     assert str(tmp_path).encode() not in bad.stderr
 
@@ -136,5 +138,6 @@ def test_cli_missing_log_and_wrong_key(tmp_path: Path) -> None:
     import sys
 
     cmd = [sys.executable, "-m", "entrypoint.cli", "audit", "verify", str(path), "--key-stdin"]
-    bad = subprocess.run(cmd, input=b"y" * 64 + b"\n", capture_output=True, timeout=120)
+    bad = subprocess.run(cmd, input=b"y" * 64 + b"\n", check=False,
+                         capture_output=True, timeout=120)
     assert bad.returncode == 6 and b"broken at record 1: HMAC mismatch" in bad.stderr

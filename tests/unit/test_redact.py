@@ -21,7 +21,8 @@ CASES = [
     ("mail jane.doe+x@example.co.uk now", "mail <email> now"),
     ("key=00112233445566778899aabbccddeeff0011", "key=<hex>"),
     ("jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.c2lnbmF0dXJlXzEyMw", "jwt <jwt>"),
-    ("GET http://127.0.0.1:8200/v1/secret/data/ws failed", "GET http://127.0.0.1:8200/<path> failed"),
+    ("GET http://127.0.0.1:8200/v1/secret/data/ws failed",
+     "GET http://127.0.0.1:8200/<path> failed"),
     # must stay untouched: ratios, rates, times, small numbers, plain words
     ("step 5/10 3.2it/s loss=0.0123 lr=1e-4 12:30", "step 5/10 3.2it/s loss=0.0123 lr=1e-4 12:30"),
     ("epoch 1 done, sha 1234abcd", "epoch 1 done, sha 1234abcd"),

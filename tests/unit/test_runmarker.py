@@ -31,7 +31,7 @@ def test_write_read_clear(tmp_path: Path) -> None:
 
 def test_dead_pid_is_stale_and_corrupt_marker_raises(tmp_path: Path) -> None:
     child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                           capture_output=True, text=True, timeout=60)
+                           check=False, capture_output=True, text=True, timeout=60)
     write_run_marker(tmp_path, "run-2", Path("/mnt/ws"), pid=int(child.stdout))
     marker = read_run_marker(tmp_path)
     assert marker is not None and not marker.process_alive()
