@@ -253,6 +253,9 @@ def require_tokenizer(tokenizer_dir: Path | None) -> Any:
 
     try:
         if tokenizer_dir is not None:
+            # transformers 5 builds an empty tokenizer from a folder without vocab files.
+            if not all((Path(tokenizer_dir) / f).is_file() for f in ("vocab.json", "merges.txt")):
+                raise OSError("no tokenizer files")
             return CLIPTokenizer.from_pretrained(Path(tokenizer_dir), local_files_only=True)
         return CLIPTokenizer.from_pretrained(CLIP_TOKENIZER_REPO, local_files_only=True)
     except (OSError, ValueError):

@@ -164,7 +164,7 @@ def test_bundled_sd15_configs_cover_every_real_ldm_key() -> None:
                   "model.diffusion_model.output_blocks.2.1.conv.weight",
                   "model.diffusion_model.output_blocks.8.2.conv.weight",
                   "model.diffusion_model.output_blocks.11.1.proj_out.weight",
-                  "first_stage_model.decoder.up.0.block.2.nin_shortcut.weight",
+                  "first_stage_model.decoder.up.0.block.0.nin_shortcut.weight",
                   "first_stage_model.encoder.mid.attn_1.q.weight"):
         assert known in ldm, known
     assert ldm["first_stage_model.encoder.mid.attn_1.q.weight"].shape == (512, 512, 1, 1)
