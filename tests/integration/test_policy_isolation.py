@@ -94,11 +94,22 @@ def test_netns_interfaces_and_canary(netns: str, loopback_listener: int) -> None
     assert "present (stveth0, stveth1)" in rule["reason"]
 
 
+# A checkout that itself lives under /tmp (CI clones may) is bind-mounted back on top of the
+# new tmpfs, so the CLI stays reachable inside the namespace.
 _MOUNT_TMPFS_THEN_EXEC = """
-import os, subprocess, sys
-subprocess.run(["mount", "-t", "tmpfs", "-o", "noexec,nosuid,nodev,size=8m", "tmpfs", "/tmp"],
-               check=True, timeout=30)
-os.execv(sys.argv[1], sys.argv[1:])
+import os, subprocess, sys, tempfile
+repo = sys.argv[1]
+sh = lambda *a: subprocess.run(list(a), check=True, timeout=30)
+stash = None
+if repo == "/tmp" or repo.startswith("/tmp/"):
+    os.makedirs("/run", exist_ok=True)
+    stash = tempfile.mkdtemp(prefix="st-stash-", dir="/run")
+    sh("mount", "--bind", repo, stash)
+sh("mount", "-t", "tmpfs", "-o", "noexec,nosuid,nodev,size=8m", "tmpfs", "/tmp")
+if stash:
+    os.makedirs(repo, exist_ok=True)
+    sh("mount", "--bind", stash, repo)
+os.execv(sys.argv[2], sys.argv[2:])
 """
 
 
@@ -107,8 +118,13 @@ def test_tmpfs_tmp_in_a_private_mount_namespace() -> None:
     host = check_json([])
     assert result(host, "fs.tmp_tmpfs")["result"] == "fail"
     prefix = ["unshare", "--mount", "--propagation", "private", "--",
-              sys.executable, "-c", _MOUNT_TMPFS_THEN_EXEC]
-    inside = check_json(prefix)
+              sys.executable, "-c", _MOUNT_TMPFS_THEN_EXEC, str(REPO)]
+    stashes = set(Path("/run").glob("st-stash-*"))
+    try:
+        inside = check_json(prefix)
+    finally:
+        for leftover in set(Path("/run").glob("st-stash-*")) - stashes:
+            leftover.rmdir()  # empty on the host: the bind lived in the child's namespace
     assert inside["facts"]["fs"]["tmp_fstype"] == "tmpfs"
     assert result(inside, "fs.tmp_tmpfs")["result"] == "pass"
     assert result(inside, "fs.tmp_noexec")["result"] == "pass"
