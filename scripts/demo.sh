@@ -1,32 +1,54 @@
 #!/usr/bin/env bash
-# Demo of the trainer alone: tiny random SD1.x model + synthetic dataset under .demo/, ~30 LoRA
-# steps at 64 px on CPU, quiet output (progress numbers + one summary line). No network, no GPU.
-# The lifecycle helper wraps this later with Vault, the encrypted workspace and audit.
+# `make demo`: the whole secure lifecycle natively, on embedded defaults — a local OpenBao dev
+# server, a tiny random SD1.x model and a synthetic dataset, imported through the sanitizer into a
+# gocryptfs workspace, trained by `secure-trainer run`, sealed, unmounted, wiped. Needs root (FUSE).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BIN="${VENV:-.venv}/bin"
-DEMO="${DEMO_DIR:-.demo}"
+ST="$(pwd)/${VENV:-.venv}/bin/secure-trainer"
+DEMO="$(pwd)/${DEMO_DIR:-.demo}"
 STEPS="${DEMO_STEPS:-30}"
 export HF_HUB_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 DO_NOT_TRACK=1
 
-mkdir -p "$DEMO"
-if [[ ! -f "$DEMO/model/diffusers/model_index.json" ]]; then
-  "$BIN/secure-trainer" dev tiny-model "$DEMO/model" >/dev/null
-fi
-if [[ ! -d "$DEMO/data/10_subject" ]]; then
-  "$BIN/secure-trainer" dev dataset "$DEMO/data" >/dev/null
-fi
-rm -rf "$DEMO/output" "$DEMO/clean"
+rm -rf "$DEMO/site"
+mkdir -p "$DEMO/site" "$DEMO/src"
+VAULT_DIR="$DEMO/site/vault"
+cleanup() {
+  "$ST" workspace close >/dev/null 2>&1 || true
+  "$ST" dev vault --stop --workdir "$VAULT_DIR" >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
 
-# Data enters only through the sanitizer: metadata stripped, names pseudonymised, captions PII-scanned.
-# (Plaintext destination is for this native demo only; `run` imports into the encrypted workspace.)
-"$BIN/secure-trainer" data sanitize "$DEMO/data" "$DEMO/clean" --unsafe-plaintext-dest 2>/dev/null
+echo "[demo] local OpenBao dev server (127.0.0.1, AppRole + KV v2)"
+eval "$("$ST" dev vault --workdir "$VAULT_DIR" | grep '^export ')"
+export ST_CIPHER_DIR="$DEMO/site/cipher" ST_MOUNTPOINT="$DEMO/site/mnt" ST_STATE_DIR="$DEMO/site/state"
+mkdir -p "$ST_MOUNTPOINT"
 
-"$BIN/secure-trainer" train \
-  --pretrained_model_name_or_path "$DEMO/model/diffusers" \
-  --train_data_dir "$DEMO/clean" --caption_extension .txt --resolution 64 \
+echo "[demo] keys init: random passphrase in Vault KV v2, gocryptfs cipher dir"
+"$ST" keys init >/dev/null
+
+[[ -d "$DEMO/src/model/diffusers" ]] || "$ST" dev tiny-model "$DEMO/src/model" >/dev/null
+[[ -d "$DEMO/src/data/10_subject" ]] || "$ST" dev dataset "$DEMO/src/data" >/dev/null
+
+echo "[demo] import: sanitize the dataset into the encrypted workspace"
+"$ST" workspace open >/dev/null
+cp -r "$DEMO/src/model/diffusers" "$ST_MOUNTPOINT/models/tiny"
+"$ST" data import "$DEMO/src/data" --name demo --workspace "$ST_MOUNTPOINT"
+"$ST" workspace close >/dev/null
+
+# The venv of a native checkout lives where the unprivileged uid may not reach it (e.g. /root):
+# then the demo trains as the invoking user, under a site profile that only warns about it.
+POLICY=dev
+if ! "${ST%/secure-trainer}/python" -c 'import sys; from pathlib import Path; from entrypoint.lifecycle import _usable_by; sys.exit(0 if _usable_by(Path(sys.executable), 10001) else 1)'; then
+  export ST_TRAIN_UID=none
+  POLICY="$DEMO/site/native-dev.yaml"
+  printf 'name: native-dev\ndescription: native demo, venv not reachable by the training uid\nextends: dev\noverride:\n  - id: process.non_root\n    action: warn\n' > "$POLICY"
+fi
+
+echo "[demo] run: policy → Vault → key → mount → audit → train → seal → unmount → wipe"
+"$ST" run --policy "$POLICY" --pretrained_model_name_or_path models/tiny \
+  --train_data_dir datasets/demo --caption_extension .txt --resolution 64 \
   --network_dim 8 --network_alpha 8 --learning_rate 1e-3 --train_batch_size 2 \
-  --max_train_steps "$STEPS" --cache_latents --seed 42 \
-  --output_dir "$DEMO/output" --output_name demo-lora
+  --max_train_steps "$STEPS" --cache_latents --seed 42 --output_name demo-lora
 
-echo "LoRA written to $DEMO/output/demo-lora.safetensors"
+echo "[demo] the LoRA exists only inside the encrypted store; open it with:"
+echo "       ST_CIPHER_DIR=$ST_CIPHER_DIR ST_MOUNTPOINT=$ST_MOUNTPOINT secure-trainer workspace open"
