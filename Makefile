@@ -27,13 +27,13 @@ $(BIN)/secure-trainer: pyproject.toml
 
 install: $(BIN)/secure-trainer ## create .venv with torch and the project (+dev extras)
 
-test: install ## run the whole test suite
+test: system-deps install ## run the whole test suite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-unit: install
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
 
-demo: install ## run the main job end to end on embedded defaults
+demo: system-deps install ## run the main job end to end on embedded defaults
 	bash scripts/demo.sh
 
 bench: install ## speed/memory of `secure-trainer train` vs a bare diffusers+peft loop
