@@ -41,3 +41,31 @@ bench: install ## speed/memory of `secure-trainer train` vs a bare diffusers+pef
 
 clean:
 	rm -rf .demo .bench build dist *.egg-info
+
+# --- image (Dockerfile, scripts/{dockerd,base,wheelhouse,build,scan,docker-demo}.sh) --------
+# coupling: the image, cache and lock names are shared with tests/container/conftest.py.
+VARIANT ?= cpu
+ST_CACHE ?= /var/cache/secure-trainer
+export ST_CACHE
+
+base: ## local Debian bookworm base (debootstrap --variant=minbase + docker import), cached
+	bash scripts/dockerd.sh >/dev/null
+	bash scripts/base.sh
+
+wheelhouse: ## hashed wheels of requirements/lock-$(VARIANT).txt, cached outside the clone
+	VARIANT=$(VARIANT) bash scripts/wheelhouse.sh
+
+build: ## GPU image (CUDA torch wheels from requirements/lock-gpu.txt), tagged with the revision
+	VARIANT=gpu IMAGE=$(IMAGE) bash scripts/build.sh
+
+build-cpu: ## CPU image (torch==2.13.0+cpu), the variant CI builds and tests
+	VARIANT=cpu IMAGE=$(IMAGE) bash scripts/build.sh
+
+scan: ## hadolint, checkov, bandit, pip-audit, SBOM, image inspection (SCAN_STRICT=1: skips fail)
+	IMAGE=$(IMAGE) bash scripts/scan.sh
+
+docker-demo: install ## `make demo` inside the CPU image against a dev OpenBao on loopback
+	IMAGE=$(IMAGE) bash scripts/docker-demo.sh
+
+test-container: system-deps install ## container e2e tests (builds base/wheelhouse/image if missing)
+	$(BIN)/python -m pytest tests/container -m docker $(PYTEST_ARGS)

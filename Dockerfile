@@ -1,0 +1,102 @@
+# secure-trainer — hardened, Kohya-compatible LoRA trainer image.
+#
+# Build: `make build-cpu` (CI, torch CPU) or `make build` (GPU, CUDA torch wheels). Both feed a
+# hashed wheelhouse from the host (`make wheelhouse`), so the build needs no PyPI access and no
+# TLS inside `docker build`; only the Debian mirror (apt) for the two `apt-get` steps.
+# coupling: scripts/wheelhouse.sh stages the wheelhouse at .wheelhouse/<variant>/ and the lock at
+# requirements/lock-<variant>.txt; scripts/inspect_image.py checks what this file promises
+# (user, setuid allow-list, no pip, no caches); policies/ is read through ST_POLICY_DIR.
+
+# Locally imported debootstrap base (`make base`) by default on air-gapped hosts; sites with a
+# registry pass a digest-pinned reference, e.g. debian:bookworm-slim@sha256:...
+ARG BASE_IMAGE=debian:bookworm-slim
+
+# ---------------------------------------------------------------------------------------------
+# builder: the only stage with pip and setuptools. It installs the hashed wheelhouse into
+# /opt/venv (--no-index --require-hashes: nothing unpinned or unhashed can enter), builds our own
+# package into the same venv, then strips pip/setuptools/wheel so the copied venv holds none.
+FROM ${BASE_IMAGE} AS builder
+ARG VARIANT=cpu
+ENV DEBIAN_FRONTEND=noninteractive PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 \
+    PYTHONDONTWRITEBYTECODE=1
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 python3-venv \
+ && rm -rf /var/lib/apt/lists/*
+COPY requirements/lock-${VARIANT}.txt /build/lock.txt
+COPY .wheelhouse/${VARIANT}/ /build/wheelhouse/
+# SECURITY: --require-hashes makes every wheel match the lock byte for byte; --no-deps keeps pip
+# from reaching past the lock, and `pip check` proves the lock is complete.
+RUN python3 -m venv /opt/venv \
+ && /opt/venv/bin/pip install --no-index --no-deps --require-hashes \
+        --find-links /build/wheelhouse -r /build/lock.txt \
+ && /opt/venv/bin/pip check
+# Source after dependencies: a code change does not re-install torch.
+COPY pyproject.toml /build/src/
+COPY entrypoint/ /build/src/entrypoint/
+COPY secure_trainer/ /build/src/secure_trainer/
+RUN /opt/venv/bin/pip install --no-index --no-deps --no-build-isolation /build/src \
+ && /opt/venv/bin/pip uninstall -y -q pip setuptools wheel \
+ && find /opt/venv -name '__pycache__' -path '*/pip/*' -prune -exec rm -rf {} + \
+ && rm -f /opt/venv/bin/pip* /opt/venv/bin/wheel /opt/venv/bin/activate* /opt/venv/bin/Activate.ps1
+
+# ---------------------------------------------------------------------------------------------
+# runtime: python, the FUSE/gocryptfs/auditd tools the lifecycle drives, tini as PID 1, the venv
+# and the policies. No compiler, no pip, no curl; setuid bits only on fusermount3.
+FROM ${BASE_IMAGE} AS runtime
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+ARG CREATED=unknown
+ARG SOURCE=https://example.invalid/secure-trainer
+ARG VARIANT=cpu
+ARG TRAINER_UID=10001
+ARG TRAINER_GID=10001
+LABEL org.opencontainers.image.title="secure-trainer" \
+      org.opencontainers.image.description="Hardened Kohya-compatible LoRA trainer (${VARIANT})" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.created="${CREATED}" \
+      org.opencontainers.image.source="${SOURCE}" \
+      org.opencontainers.image.licenses="Apache-2.0"
+ENV DEBIAN_FRONTEND=noninteractive
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 gocryptfs fuse3 auditd tini ca-certificates \
+ && apt-get clean \
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/cache/debconf/*-old /var/log/* \
+           /usr/share/doc/* /usr/share/man/* /root/.cache
+# SECURITY: the workspace is mounted by root with -allow_other so the training uid can read it;
+# user_allow_other also lets a non-root start (USER below) mount through setuid fusermount3.
+# Every other setuid/setgid bit goes (su, mount, passwd, chage, unix_chkpwd, ...).
+# coupling: scripts/inspect_image.py SETID_ALLOW lists fusermount3 only.
+RUN echo user_allow_other >> /etc/fuse.conf \
+ && find / -xdev -type f -perm /6000 ! -path /usr/bin/fusermount3 -exec chmod ug-s {} + \
+ && groupadd --system --gid "${TRAINER_GID}" trainer \
+ && useradd --system --uid "${TRAINER_UID}" --gid trainer --no-create-home \
+      --home-dir /nonexistent --shell /usr/sbin/nologin trainer \
+ && mkdir -p /workspace /cipher /run/secrets \
+ && chmod 0755 /workspace \
+ && chmod 0711 /cipher
+COPY --from=builder /opt/venv /opt/venv
+COPY policies/ /opt/secure-trainer/policies/
+# No secret here: only locations. Vault credentials arrive as read-only files at run time.
+ENV PATH=/opt/venv/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    LANG=C.UTF-8 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    ST_POLICY_DIR=/opt/secure-trainer/policies \
+    ST_CIPHER_DIR=/cipher \
+    ST_MOUNTPOINT=/workspace \
+    ST_STATE_DIR=/tmp/.secure-trainer-state \
+    HF_HUB_OFFLINE=1 \
+    HF_HUB_DISABLE_TELEMETRY=1 \
+    DO_NOT_TRACK=1
+# Sanity check: the console script starts and the heavy imports resolve in this runtime.
+RUN secure-trainer --version \
+ && python -c "import torch, diffusers, peft, hvac, cv2, celpy; print('torch', torch.__version__)"
+# Non-root by default. The production run passes `--user 0:0` with a minimal cap set so root
+# mounts the workspace and then drops to TRAINER_UID for training (see docs/container.md).
+USER ${TRAINER_UID}:${TRAINER_GID}
+WORKDIR /
+ENTRYPOINT ["tini", "--", "secure-trainer"]
+CMD ["run"]
