@@ -25,7 +25,9 @@ __all__ = [
     "AuditRule",
     "Auditctl",
     "HostAuditReport",
+    "LoadedRules",
     "default_rules_file",
+    "normalise_rule",
     "render_rules",
 ]
 
@@ -220,10 +222,22 @@ class Auditctl:
             return HostAuditReport(visible=False, our_rules=None)
 
 
+def normalise_rule(text: str) -> str:
+    """One comparable form of a rule, as `auditctl -l` lists it or as we pass it.
+
+    `auditctl -l` prints `-F key=K` for syscall rules and watch permissions in `rwxa` order
+    (`-p xwa` is listed as `-p wxa`); both are folded so listed and rendered rules compare.
+    """
+    tokens = text.replace("-F key=", "-k ").split()
+    for i, tok in enumerate(tokens[:-1]):
+        if tok == "-p":
+            tokens[i + 1] = "".join(c for c in "rwxa" if c in tokens[i + 1])
+    return " ".join(tokens)
+
+
 def _normalise(listed: str) -> str:
-    # `auditctl -l` prints `-F key=K` for syscall rules and drops nothing else we use.
-    return " ".join(listed.replace("-F key=", "-k ").split())
+    return normalise_rule(listed)
 
 
 def _normalise_args(args: tuple[str, ...]) -> str:
-    return " ".join(args)
+    return normalise_rule(" ".join(args))

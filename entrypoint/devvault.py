@@ -9,6 +9,7 @@ start (a pid file is checked against the process's command line before any signa
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import shutil
@@ -33,9 +34,11 @@ PID_FILE = "bao.pid"
 ROLE_ID_FILE = "role_id"
 SECRET_ID_FILE = "secret_id"
 TLS_DIR = "tls"
+RAW_AUDIT_CONFIG = "raw-audit.hcl"
 DEFAULT_KEY_PATH = "secure-trainer/workspace"
 DEFAULT_AUDIT_KEY_PATH = "secure-trainer/audit"
 _READY_TIMEOUT_S = 20.0
+log = logging.getLogger(__name__)
 _STOP_TIMEOUT_S = 10.0
 
 
@@ -130,17 +133,25 @@ class DevVault:
         return self.workdir / SECRET_ID_FILE
 
     @classmethod
-    def start(cls, workdir: Path, *, tls: bool = False, detached: bool = False) -> DevVault:
+    def start(cls, workdir: Path, *, tls: bool = False, detached: bool = False,
+              unsafe_raw_audit_log: Path | None = None) -> DevVault:
         """Start `bao server -dev` on a free loopback port and configure AppRole + policy.
 
         `detached` puts the server in its own session so it outlives this process (CLI use).
+        `unsafe_raw_audit_log` (tests only) adds a file audit device with `log_raw`: every
+        request and response, tokens and secrets included, in plain text in that file — how a
+        test learns the token a run obtained. OpenBao accepts audit devices only from config.
         Raises ConfigError when `bao` is missing, VaultError when it does not come up.
         """
         bao = find_bao()
         workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        extra: list[str] = []
+        if unsafe_raw_audit_log is not None:
+            log.warning("dev OpenBao with a raw (plain-text secrets) audit log: tests only")
+            extra.append(f"-config={_write_raw_audit_config(workdir, unsafe_raw_audit_log)}")
         last: VaultError | None = None
         for _ in range(3):  # a free port can be taken between probe and bind by a neighbour
-            vault = cls._launch(bao, workdir, tls=tls, detached=detached)
+            vault = cls._launch(bao, workdir, tls=tls, detached=detached, extra=extra)
             try:
                 vault._wait_ready()
                 vault._configure()
@@ -151,11 +162,12 @@ class DevVault:
         raise last if last is not None else VaultError("the dev OpenBao did not start")
 
     @classmethod
-    def _launch(cls, bao: Path, workdir: Path, *, tls: bool, detached: bool) -> DevVault:
+    def _launch(cls, bao: Path, workdir: Path, *, tls: bool, detached: bool,
+                extra: list[str] | None = None) -> DevVault:
         port = _free_port()
         token = Secret(secrets.token_urlsafe(24))
         argv = [str(bao), "server", "-dev", "-dev-no-store-token",
-                f"-dev-listen-address=127.0.0.1:{port}"]
+                f"-dev-listen-address=127.0.0.1:{port}", *(extra or [])]
         ca_cert = None
         if tls:
             tls_dir = workdir / TLS_DIR
@@ -301,6 +313,16 @@ class DevVault:
         return True
 
 
+def _write_raw_audit_config(workdir: Path, log_file: Path) -> Path:
+    """The declarative file audit device (log_raw) config for `unsafe_raw_audit_log`."""
+    if '"' in str(log_file) or "\\" in str(log_file):
+        raise ConfigError("the raw audit log path must not contain quotes or backslashes")
+    conf = workdir / RAW_AUDIT_CONFIG
+    _write_private(conf, 'audit "file" "raw" {\n  options {\n'
+                         f'    file_path = "{log_file}"\n    log_raw = "true"\n  }}\n}}\n')
+    return conf
+
+
 def _is_our_server(pid: int, port: int) -> bool:
     try:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
@@ -332,6 +354,6 @@ def _is_zombie(pid: int) -> bool:
 
 
 def _remove_files(workdir: Path) -> None:
-    for name in (ROLE_ID_FILE, SECRET_ID_FILE, PID_FILE):
+    for name in (ROLE_ID_FILE, SECRET_ID_FILE, PID_FILE, RAW_AUDIT_CONFIG):
         (workdir / name).unlink(missing_ok=True)
     shutil.rmtree(workdir / TLS_DIR, ignore_errors=True)

@@ -1,7 +1,10 @@
-"""The `run` lifecycle: policy → Vault → key → mount → audit log → train (unprivileged) → seal → teardown.
+"""The `run` lifecycle: policy → Vault → key → mount → audit → train (unprivileged) → seal → teardown.
 
-Every phase writes one app-audit record; teardown (wipe the run's tmp, unmount, revoke the token,
-clear the run marker) runs on success, error and SIGINT/SIGTERM (raised as `Interrupted`).
+Every phase writes one app-audit record; teardown (remove our kernel audit rules, wipe the run's
+tmp and the scratch targets, unmount, revoke the token, clear the run marker) runs on success,
+error and SIGINT/SIGTERM (raised as `Interrupted`). Steps that must not be cut in half (login,
+mount, rule load, teardown) run with signals deferred (`entrypoint/signals.py`). A run killed by
+SIGKILL is cleaned up by the next start (`entrypoint/recovery.py`).
 SECURITY: the passphrase only travels Vault → bytearray → gocryptfs stdin and is wiped after the
 mount; the training child gets a minimal env (no VAULT_*), its output passes the redactor.
 """
@@ -12,7 +15,6 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 import uuid
@@ -21,19 +23,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from entrypoint.applog import AppAuditLog
+from entrypoint.audit import Auditctl, AuditMode, AuditPaths
 from entrypoint.errors import (
     ConfigError,
     DataRejected,
     SecureTrainerError,
     TrainingError,
-    WorkspaceError,
 )
 from entrypoint.keys import KeyManager
-from entrypoint.privileges import preexec_drop
-from entrypoint.redact import Redactor
-from entrypoint.runmarker import clear_run_marker, read_run_marker, write_run_marker
+from entrypoint.recovery import StaleRun, recover_stale_run, wipe_stale_tmp
+from entrypoint.run_audit import RunAudit
+from entrypoint.runmarker import clear_run_marker, write_run_marker
+from entrypoint.signals import deferred_signals
+from entrypoint.trainer_child import run_trainer, usable_by
 from entrypoint.vault import VaultClient
-from entrypoint.wipe import wipe
+from entrypoint.wipe import default_targets, wipe
 from entrypoint.workspace import Gocryptfs, Workspace
 
 AUDIT_LOG = "app.jsonl"  # coupling: registry_cmd AUDIT_LOG_RELPATH = audit/app.jsonl
@@ -56,10 +60,18 @@ class RunSettings:
     purpose: str = "unspecified"
     legal_basis: str = "unspecified"
     extra_env: dict[str, str] = field(default_factory=dict)
+    audit_mode: AuditMode = AuditMode.APP
+    vault_files: tuple[Path, ...] = ()
+    """Vault credential files (token, role_id, secret_id, JWT) the kernel rules watch."""
 
     @classmethod
-    def from_env(cls, env: dict[str, str], *, policy: str, train_args: list[str]) -> RunSettings:
-        """Read ST_CIPHER_DIR, ST_MOUNTPOINT, ST_STATE_DIR, ST_TRAIN_UID/GID. Raises ConfigError."""
+    def from_env(cls, env: dict[str, str], *, policy: str, train_args: list[str],
+                 vault_files: tuple[Path, ...] = ()) -> RunSettings:
+        """Read ST_CIPHER_DIR, ST_MOUNTPOINT, ST_STATE_DIR, ST_TRAIN_UID/GID, ST_AUDIT_MODE
+        (kernel|host|app, default app; the same variable `policy check` reads).
+
+        Raises ConfigError.
+        """
         try:
             cipher, mnt = Path(env["ST_CIPHER_DIR"]), Path(env["ST_MOUNTPOINT"])
         except KeyError:
@@ -75,19 +87,23 @@ class RunSettings:
         return cls(cipher_dir=cipher, mountpoint=mnt,
                    state_dir=Path(env.get("ST_STATE_DIR", "/run/secure-trainer")),
                    policy=policy, train_args=tuple(train_args),
-                   train_ids=ids,
+                   train_ids=ids, audit_mode=AuditMode.parse(env.get("ST_AUDIT_MODE", "app")),
+                   vault_files=vault_files,
                    owner=env.get("ST_OWNER", "unspecified"),
                    purpose=env.get("ST_PURPOSE", "unspecified"),
                    legal_basis=env.get("ST_LEGAL_BASIS", "unspecified"))
 
 
-def _usable_by(path: Path, uid: int) -> bool:
-    """True when every directory on the way to `path` lets `uid` (as 'other') traverse it."""
-    for parent in [*reversed(path.resolve().parents), path.resolve()]:
-        st = parent.stat()
-        if st.st_uid != uid and not st.st_mode & 0o001:
-            return False
-    return True
+_usable_by = usable_by  # coupling: older tests import it from here
+
+
+def _program() -> Path | None:
+    """The secure-trainer console script of this installation (watched by the kernel rules)."""
+    beside = Path(sys.executable).parent / "secure-trainer"
+    if beside.is_file():
+        return beside
+    found = shutil.which("secure-trainer")
+    return Path(found) if found else None
 
 
 def _has_flag(args: tuple[str, ...], name: str) -> bool:
@@ -106,33 +122,36 @@ class Lifecycle:
     """One secure run; side-effecting clients are passed in."""
 
     def __init__(self, settings: RunSettings, *, vault: VaultClient, gocryptfs: Gocryptfs,
-                 echo: Callable[[str], None]) -> None:
+                 auditctl: Auditctl, echo: Callable[[str], None]) -> None:
         self._s = settings
         self._vault = vault
         self._fs = gocryptfs
         self._echo = echo
         self._ws = Workspace(gocryptfs, settings.cipher_dir, settings.mountpoint)
+        self._kaudit = RunAudit(settings.audit_mode, auditctl, settings.state_dir)
         self._log: AppAuditLog | None = None
         self._pending: list[tuple[str, dict[str, object]]] = []
+        self._mounted = False  # only what this run mounted is unmounted by its teardown
+        self._stale: StaleRun | None = None
         self.run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:8]
 
-    def _audit(self, event: str, **fields: object) -> None:
+    def _audit(self, event: str, **fields: object) -> int | None:
         if self._log is None:
             self._pending.append((event, fields))
-        else:
-            self._log.append(event, run_id=self.run_id, **fields)
+            return None
+        return self._log.append(event, run_id=self.run_id, **fields)
 
     def _phase(self, name: str) -> None:
         self._echo(f"[{name}]")
 
-    def _recover_stale(self) -> None:
-        marker = read_run_marker(self._s.state_dir)
-        if marker is not None and not marker.process_alive():
-            self._fs.unmount(Path(marker.mountpoint))
-            clear_run_marker(self._s.state_dir)
-            self._audit("recovered_stale_run", stale_run_id=marker.run_id)
-        elif marker is not None:
-            raise WorkspaceError("another run is active on this machine (run marker held)")
+    def _wipe_targets(self) -> list[Path]:
+        return default_targets(dict(os.environ), state_dir=self._s.state_dir)
+
+    def _audit_paths(self) -> AuditPaths:
+        s = self._s
+        return AuditPaths(workspace=s.mountpoint, cipher_dir=s.cipher_dir,
+                          trainer_uid=s.train_ids[0] if s.train_ids else os.geteuid(),
+                          binary=_program(), vault_files=s.vault_files)
 
     def _preflight(self, phase: str, train: object | None) -> None:
         from entrypoint.policy import PolicyContext, load_profile
@@ -140,7 +159,7 @@ class Lifecycle:
 
         ctx = PolicyContext(profile=load_profile(self._s.policy), train=train,  # type: ignore[arg-type]
                             workspace_dir=self._s.mountpoint, cipher_dir=self._s.cipher_dir,
-                            drop_ids=self._s.train_ids)
+                            drop_ids=self._s.train_ids, audit_mode=self._s.audit_mode.value)
         try:
             decision = preflight(phase, ctx)  # type: ignore[arg-type]
         except SecureTrainerError as err:
@@ -153,32 +172,51 @@ class Lifecycle:
     def execute(self) -> Path:
         """Run every phase; returns the LoRA's path inside the workspace. Raises our typed errors."""
         s = self._s
-        write_marker = False
+        owns_marker = False
         try:
-            self._recover_stale()
-            write_run_marker(s.state_dir, self.run_id, s.mountpoint)
-            write_marker = True
+            with deferred_signals():
+                self._stale = recover_stale_run(s.state_dir, gocryptfs=self._fs,
+                                                run_audit=self._kaudit,
+                                                wipe_targets=self._wipe_targets())
+                if self._stale is not None:
+                    self._audit("recovered_stale_run", **self._stale.audit_fields())
+                owns_marker = True
+                write_run_marker(s.state_dir, self.run_id, s.mountpoint)
             self._phase("policy")
             self._preflight("pre-mount", None)
             self._phase("vault")
-            self._vault.login()
+            with deferred_signals():  # a token issued mid-signal must still be revoked
+                self._vault.login()
             self._vault.start_renewal()
             self._audit("vault_login")
             passphrase = KeyManager(self._vault, self._fs, s.cipher_dir).open_passphrase()
             self._phase("workspace")
-            try:
-                self._ws.open(passphrase)
-            finally:
-                passphrase.wipe()
+            with deferred_signals():  # gocryptfs daemonizes: never leave a mount teardown missed
+                try:
+                    self._ws.open(passphrase)
+                    self._mounted = True
+                finally:
+                    passphrase.wipe()
             audit_key = self._vault.audit_key(create=True)
             self._log = AppAuditLog(self._ws.audit_dir / AUDIT_LOG, audit_key)
             for event, fields in self._pending:
                 self._log.append(event, run_id=self.run_id, **fields)
             self._pending.clear()
             self._audit("workspace_mounted")
+            if self._stale is not None:
+                report = wipe_stale_tmp(self._ws, self._stale)
+                if report is not None:
+                    self._audit("stale_tmp_wiped", wiped_files=report.files,
+                                wiped_bytes=report.bytes)
+            self._phase("audit")
+            with deferred_signals():  # every rule added is recorded before a signal can land
+                outcome = self._kaudit.start(self._audit_paths())
+            if outcome is not None:
+                self._audit(outcome.event, **outcome.fields)
             return self._train_and_seal()
         finally:
-            self._teardown(write_marker)
+            with deferred_signals():
+                self._teardown(owns_marker)
 
     def _train_and_seal(self) -> Path:
         from secure_trainer.config import parse_train_args
@@ -216,33 +254,9 @@ class Lifecycle:
 
     def _spawn_trainer(self, args: list[str], tmp: Path) -> int:
         s = self._s
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8",
-               "HOME": str(tmp), "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1",
-               "HF_HUB_DISABLE_TELEMETRY": "1", "DO_NOT_TRACK": "1"}
-        for var in ("TMPDIR", "HF_HOME", "TORCH_HOME", "XDG_CACHE_HOME", "TRITON_CACHE_DIR",
-                    "PIP_CACHE_DIR", "CUDA_CACHE_PATH", "MPLCONFIGDIR"):
-            env[var] = str(tmp)
-        env.update(s.extra_env)
-        if s.train_ids and not _usable_by(Path(sys.executable), s.train_ids[0]):
-            raise ConfigError("the Python interpreter is not reachable by the training user; "
-                              "install under /opt or /usr (the image does), or set "
-                              "ST_TRAIN_UID=none for a native dev run")
-        redactor = Redactor()
-        redactor.register(str(s.mountpoint))
-        redactor.register(str(s.cipher_dir))
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "entrypoint.cli", "train", *args], cwd=s.mountpoint, env=env,
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            preexec_fn=preexec_drop(*s.train_ids) if s.train_ids else None)
-        assert proc.stdout is not None
-        try:
-            for raw in proc.stdout:
-                self._echo(redactor.scrub(raw.decode("utf-8", "replace").rstrip("\n")))
-            return proc.wait()
-        except BaseException:
-            proc.terminate()
-            proc.wait(timeout=30)
-            raise
+        return run_trainer(args, cwd=s.mountpoint, tmp=tmp, ids=s.train_ids,
+                           extra_env=s.extra_env, redact=[str(s.mountpoint), str(s.cipher_dir)],
+                           echo=self._echo)
 
     def _seal(self, settings: object, lora: Path, args: list[str], started: float) -> None:
         from secure_trainer.registry import Registry, file_sha256
@@ -253,35 +267,52 @@ class Lifecycle:
                             if p.is_file() and p.suffix.lower() in _IMAGE_SUFFIXES)
         hashes = sorted({file_sha256(p) for p in data_files})
         lora_sha = _sha256(lora)
-        manifest = {"run_id": self.run_id, "config_sha256": hashlib.sha256(
-            json.dumps(args).encode()).hexdigest(), "dataset_sha256": hashes,
-            "lora_sha256": lora_sha, "started": round(started, 1), "sealed": round(time.time(), 1)}
-        (lora.parent / "manifest.json").write_text(json.dumps(manifest, indent=2))
         Registry(self._ws.registry_path).register_run(
             self.run_id, lora, None, "run", hashes, {}, self._s.owner, self._s.purpose,
             self._s.legal_basis)
-        self._audit("sealed", lora_sha256=lora_sha, images=len(hashes))
+        # The `sealed` record's sequence number goes into the manifest: a log cut off before
+        # it (a valid but shorter chain) is caught by `audit verify --manifest`.
+        seq = self._audit("sealed", lora_sha256=lora_sha, images=len(hashes))
+        manifest = {"run_id": self.run_id, "config_sha256": hashlib.sha256(
+            json.dumps(args).encode()).hexdigest(), "dataset_sha256": hashes,
+            "lora_sha256": lora_sha, "started": round(started, 1), "sealed": round(time.time(), 1),
+            "audit_seq": seq}
+        (lora.parent / "manifest.json").write_text(json.dumps(manifest, indent=2))
 
-    def _teardown(self, clear_marker: bool) -> None:
+    def _teardown(self, owns_marker: bool) -> None:
+        """Undo what this run did, newest first; collect our errors and raise the first one
+        (only when no other exception is already propagating). Runs with signals deferred.
+        """
         errors: list[SecureTrainerError] = []
-        tmp = self._ws.tmp_dir / self.run_id
-        if self._fs.is_mounted(self._s.mountpoint):
-            report = wipe([tmp])
-            shutil.rmtree(tmp, ignore_errors=True)
+
+        def attempt(step: Callable[[], None]) -> None:
             try:
-                self._audit("teardown", wiped_files=report.files, wiped_bytes=report.bytes)
+                step()
             except SecureTrainerError as err:
                 errors.append(err)
-        try:
-            self._ws.close()
-        except SecureTrainerError as err:
-            errors.append(err)
-        try:
-            self._vault.stop_renewal()
-            self._vault.revoke_self()
-        except SecureTrainerError as err:
-            errors.append(err)
-        if clear_marker and not errors:
+
+        def remove_rules() -> None:
+            outcome = self._kaudit.stop()  # before the unmount: the watches name the mountpoint
+            if outcome is not None:
+                self._audit(outcome.event, **outcome.fields)
+
+        def wipe_scratch() -> None:
+            tmp = self._ws.tmp_dir / self.run_id
+            targets = self._wipe_targets()
+            if self._mounted and self._fs.is_mounted(self._s.mountpoint):
+                targets.insert(0, tmp)
+            report = wipe(targets)
+            if targets and targets[0] == tmp:
+                shutil.rmtree(tmp, ignore_errors=True)
+            self._audit("teardown", wiped_files=report.files, wiped_bytes=report.bytes)
+
+        attempt(remove_rules)
+        if owns_marker:
+            attempt(wipe_scratch)
+        if self._mounted:
+            attempt(self._ws.close)
+        attempt(self._vault.revoke_self)
+        if owns_marker and not errors:
             clear_run_marker(self._s.state_dir)
         if errors and sys.exc_info()[0] is None:
             raise errors[0]

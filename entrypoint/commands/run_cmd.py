@@ -27,15 +27,22 @@ def register(root: typer.Typer, groups: CommandGroups) -> None:
         Trainer flags follow (Kohya names); relative paths resolve inside the workspace.
         Needs ST_CIPHER_DIR, ST_MOUNTPOINT and the Vault env (see README).
         """
+        from entrypoint.audit import Auditctl
         from entrypoint.lifecycle import Lifecycle, RunSettings
         from entrypoint.vault import VaultClient
         from entrypoint.vault_settings import VaultSettings
         from entrypoint.workspace import Gocryptfs
 
         env = dict(os.environ)
-        settings = RunSettings.from_env(env, policy=policy, train_args=list(ctx.args))
-        vault = VaultClient.from_settings(VaultSettings.from_env(env))
-        life = Lifecycle(settings, vault=vault, gocryptfs=Gocryptfs(), echo=typer.echo)
+        vault_settings = VaultSettings.from_env(env)
+        # The kernel audit rules watch every Vault credential file this run reads.
+        creds = (vault_settings.token_file, vault_settings.role_id_file,
+                 vault_settings.secret_id_file, vault_settings.jwt_file)
+        settings = RunSettings.from_env(env, policy=policy, train_args=list(ctx.args),
+                                        vault_files=tuple(p for p in creds if p is not None))
+        vault = VaultClient.from_settings(vault_settings)
+        life = Lifecycle(settings, vault=vault, gocryptfs=Gocryptfs(), auditctl=Auditctl(),
+                         echo=typer.echo)
         lora = life.execute()
         rel = lora.relative_to(settings.mountpoint)
         typer.echo(f"done: run {life.run_id}; LoRA sealed inside the encrypted workspace at "

@@ -19,8 +19,9 @@ from entrypoint.vault import VaultClient
 from entrypoint.vault_settings import VaultSettings
 from entrypoint.workspace import Gocryptfs, Workspace
 
+
 def _reachable() -> bool:
-    from entrypoint.lifecycle import _usable_by
+    from entrypoint.trainer_child import usable_by as _usable_by
 
     return _usable_by(Path(sys.executable), 10001)
 
