@@ -28,6 +28,8 @@ PRIVATE_KEYS = frozenset({
     "ss_new_sd_model_hash", "ss_vae_hash", "ss_new_vae_hash", "ss_training_started_at",
     "ss_training_finished_at", "modelspec.date", "ss_seed", "ss_sd_scripts_commit_hash",
     "modelspec.implementation_version", "modelspec.thumbnail", "sshs_legacy_hash",
+    # coupling: privacy/dp_record.PRIVATE_DP_KEYS (q = expected batch / N reveals N).
+    "ss_dp_sampling_rate", "ss_dp_num_images",
 })
 
 

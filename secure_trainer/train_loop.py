@@ -21,7 +21,7 @@ import torch
 
 from secure_trainer import optim
 from secure_trainer.checkpoints import ScalarLog, Writer, lora_state_params
-from secure_trainer.errors import ConfigError, TrainingError
+from secure_trainer.errors import TrainingError
 from secure_trainer.latent_cache import LatentCache
 from secure_trainer.logs import get_logger
 from secure_trainer.noise import derive_seed
@@ -92,10 +92,11 @@ def train(settings: TrainSettings, *, progress: ProgressSink | None = None,
     """
     started = time.time()
     warn = warn or get_logger("train").warning
-    if settings.dp.enabled and hook(hooks, "wrap") is None:
+    if settings.dp.enabled:
+        from secure_trainer.privacy.dp import hooks_for
+
         # SECURITY: fail closed — never train without DP-SGD when DP was asked for.
-        raise ConfigError("--dp needs the DP-SGD training hooks, which this entry point does "
-                          "not provide")
+        hooks = hooks_for(settings, hooks, warn)
     loaded = read_state(settings.resume) if settings.resume is not None else None
     seed = _resolve_seed(settings, loaded, warn)
     accelerator = make_accelerator(settings)
@@ -153,6 +154,7 @@ def train(settings: TrainSettings, *, progress: ProgressSink | None = None,
     timer = StepTimer(skip=1)
     owns_clipping = bool(getattr(hooks, "owns_clipping", False))
     on_step, should_stop = hook(hooks, "on_step"), hook(hooks, "should_stop")
+    run_batch = hook(hooks, "run_batch")  # DP-SGD: forwards, clips and noises a batch itself
     extra_metadata = hook(hooks, "extra_metadata")
     accum = settings.gradient_accumulation_steps
     epoch = position.next_epoch - 1
@@ -173,12 +175,15 @@ def train(settings: TrainSettings, *, progress: ProgressSink | None = None,
             for position_in_epoch, (number, batch) in enumerate(batches):
                 if position_in_epoch < skip:
                     continue
-                loss = batch_loss(ctx, dataset, batch, epoch, number)
-                value = float(loss.detach().item())
-                if not math.isfinite(value):
-                    raise TrainingError(f"loss became {value} at step {global_step + 1} "
-                                        "(lower the learning rate or use mixed_precision no)")
-                accelerator.backward(loss / accum)
+                if run_batch is not None:
+                    value = float(run_batch(ctx, dataset, batch, epoch, number))
+                else:
+                    loss = batch_loss(ctx, dataset, batch, epoch, number)
+                    value = float(loss.detach().item())
+                    if not math.isfinite(value):
+                        raise TrainingError(f"loss became {value} at step {global_step + 1} "
+                                            "(lower the learning rate or use mixed_precision no)")
+                    accelerator.backward(loss / accum)
                 micro.append(value)
                 done = position_in_epoch + 1
                 if len(micro) < accum and done < len(batches):
@@ -227,6 +232,9 @@ def train(settings: TrainSettings, *, progress: ProgressSink | None = None,
         if writer is not None:
             _refresh_extra(writer, extra_metadata)
             lora_path = writer.save_lora(steps=global_step, epoch=epoch)
+            on_end = hook(hooks, "on_end")
+            if on_end is not None:
+                on_end(lora_path)
             if settings.save_state or settings.save_state_on_train_end:
                 writer.save_state(optimizer=optimizer, scheduler=scheduler,
                                   position=Position(global_step, epoch + 1, 0, seed))

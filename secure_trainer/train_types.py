@@ -65,6 +65,9 @@ class TrainHooks(Protocol):
     - `extra_metadata() -> dict[str, str]`: merged into the exported LoRA's metadata.
     - `should_stop() -> bool`: checked after every optimizer step; True ends training early
       (the final LoRA is still written).
+    - `run_batch(ctx, dataset, batch, epoch, number) -> float`: replaces the loop's forward +
+      backward of one (sampler) batch; leaves the gradients in `.grad`, returns the loss.
+    - `on_end(lora_path)`: after the final LoRA is written (main process).
     """
 
 
