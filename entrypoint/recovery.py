@@ -1,8 +1,8 @@
 """Recovery after a run that died by SIGKILL: its marker, mount, kernel rules and scratch files.
 
 `recover_stale_run` runs at the start of every `run` (before the new marker is written):
-remove the dead run's kernel audit rules, unmount its workspace (lazily when the FUSE daemon is
-gone or the mount stays busy), wipe the host-side scratch targets and clear the marker.
+unmount the dead run's workspace (lazily when the FUSE daemon is gone or the mount stays busy),
+remove its kernel audit rules, wipe the host-side scratch targets and clear the marker.
 `wipe_stale_tmp` removes the dead run's `tmp/<run-id>` once the workspace is mounted again.
 SECURITY: never touches anything of a live run (a marker whose pid lives → WorkspaceError);
 reports counts only, never a path.
@@ -69,9 +69,11 @@ def recover_stale_run(state_dir: Path, *, gocryptfs: Gocryptfs, run_audit: RunAu
         return None
     if marker.process_alive():
         raise WorkspaceError("another run is active on this machine (run marker held)")
-    rules = run_audit.recover_stale() or 0
     mountpoint = Path(marker.mountpoint)
+    # Unmount first: auditctl cannot delete a watch on a path that answers ENOTCONN (a mount
+    # whose daemon died); the watch is kept by path, so it is still found afterwards.
     unmounted, lazy = _unmount(gocryptfs, mountpoint)
+    rules = run_audit.recover_stale() or 0
     report = wipe(wipe_targets)
     clear_run_marker(state_dir)
     return StaleRun(run_id=marker.run_id, mountpoint=mountpoint, unmounted=unmounted,

@@ -258,7 +258,7 @@ def _accessor_role(client: Any, accessor: str) -> str | None:
 
 def raw_login_tokens(raw_log: Path, role: str) -> list[str]:
     """Tokens the raw audit log shows issued by AppRole login for `role`."""
-    tokens = []
+    tokens: list[str] = []
     if not raw_log.exists():
         return tokens
     for line in raw_log.read_text().splitlines():

@@ -70,7 +70,7 @@ def test_run_trains_inside_workspace_and_leaves_nothing(dev_vault: DevVault, tmp
          "--pretrained_model_name_or_path", "models/tiny", "--train_data_dir", "datasets/demo",
          "--caption_extension", ".txt", "--resolution", "64", "--max_train_steps", "3",
          "--network_dim", "4", "--learning_rate", "1e-3", "--seed", "1", "--output_name", "lora"],
-        env=run_env, capture_output=True, text=True, timeout=600)
+        env=run_env, capture_output=True, text=True, timeout=600, check=False)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
     assert "[train]" in out and "done: run" in out
