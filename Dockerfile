@@ -44,20 +44,8 @@ RUN /opt/venv/bin/pip install --no-index --no-deps --no-build-isolation /build/s
 # runtime: python, the FUSE/gocryptfs/auditd tools the lifecycle drives, tini as PID 1, the venv
 # and the policies. No compiler, no pip, no curl; setuid bits only on fusermount3.
 FROM ${BASE_IMAGE} AS runtime
-ARG VERSION=0.1.0
-ARG REVISION=unknown
-ARG CREATED=unknown
-ARG SOURCE=https://example.invalid/secure-trainer
-ARG VARIANT=cpu
 ARG TRAINER_UID=10001
 ARG TRAINER_GID=10001
-LABEL org.opencontainers.image.title="secure-trainer" \
-      org.opencontainers.image.description="Hardened Kohya-compatible LoRA trainer (${VARIANT})" \
-      org.opencontainers.image.version="${VERSION}" \
-      org.opencontainers.image.revision="${REVISION}" \
-      org.opencontainers.image.created="${CREATED}" \
-      org.opencontainers.image.source="${SOURCE}" \
-      org.opencontainers.image.licenses="Apache-2.0"
 ENV DEBIAN_FRONTEND=noninteractive
 # hadolint ignore=DL3008
 RUN apt-get update \
@@ -94,6 +82,20 @@ ENV PATH=/opt/venv/bin:/usr/sbin:/usr/bin:/sbin:/bin \
 # Sanity check: the console script starts and the heavy imports resolve in this runtime.
 RUN secure-trainer --version \
  && python -c "import torch, diffusers, peft, hvac, cv2, celpy; print('torch', torch.__version__)"
+# Labels last: the revision and date change on every build and must not invalidate the
+# cached apt and venv layers above.
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+ARG CREATED=unknown
+ARG SOURCE=https://example.invalid/secure-trainer
+ARG VARIANT=cpu
+LABEL org.opencontainers.image.title="secure-trainer" \
+      org.opencontainers.image.description="Hardened Kohya-compatible LoRA trainer (${VARIANT})" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.created="${CREATED}" \
+      org.opencontainers.image.source="${SOURCE}" \
+      org.opencontainers.image.licenses="Apache-2.0"
 # Non-root by default. The production run passes `--user 0:0` with a minimal cap set so root
 # mounts the workspace and then drops to TRAINER_UID for training (see docs/container.md).
 USER ${TRAINER_UID}:${TRAINER_GID}

@@ -193,7 +193,8 @@ class Lifecycle:
             self._phase("workspace")
             with deferred_signals():  # gocryptfs daemonizes: never leave a mount teardown missed
                 try:
-                    self._ws.open(passphrase)
+                    # runs/ and tmp/ must be usable by the training uid (it caches in tmp/<run>).
+                    self._ws.open(passphrase, owner=s.train_ids)
                     self._mounted = True
                 finally:
                     passphrase.wipe()
