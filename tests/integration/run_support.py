@@ -107,6 +107,25 @@ class RunCase:
             return vault.audit_key().reveal_str()
 
 
+@dataclass
+class RawVault:
+    """A dev OpenBao whose raw audit log shows every token it issues (tests only)."""
+
+    vault: DevVault
+    log: Path
+
+
+def raw_vault_server(factory: Any) -> Iterator[RawVault]:
+    """Body of a module fixture: a dev OpenBao with a raw file audit device, stopped after."""
+    workdir = factory.mktemp("bao-raw")
+    log = workdir / "raw-audit.log"
+    vault = DevVault.start(workdir=workdir / "server", unsafe_raw_audit_log=log)
+    try:
+        yield RawVault(vault, log)
+    finally:
+        vault.stop()
+
+
 def reachable() -> bool:
     """Whether the unprivileged training uid can reach this interpreter."""
     from entrypoint.trainer_child import usable_by

@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from entrypoint.devvault import DevVault
 from entrypoint.run_audit import LOADED_RULES_FILE
 from entrypoint.runmarker import read_run_marker
 from tests.integration.run_support import (
     PHASES,
+    RawVault,
     RunCase,
     RunProcess,
     app_events,
@@ -31,6 +30,7 @@ from tests.integration.run_support import (
     our_kernel_rules,
     prepare,
     raw_login_tokens,
+    raw_vault_server,
     token_works,
     wait_until,
 )
@@ -40,24 +40,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.root, pytest.mark.slow]
 _KERNEL = {"ST_AUDIT_MODE": "kernel"}
 
 
-@dataclass
-class RawVault:
-    """A dev OpenBao whose raw audit log shows every token it issues (tests only)."""
-
-    vault: DevVault
-    log: Path
-
-
 @pytest.fixture(scope="module")
 def raw_vault(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RawVault]:
     """A dev OpenBao with a raw file audit device, for this module's runs."""
-    workdir = tmp_path_factory.mktemp("bao-raw")
-    log = workdir / "raw-audit.log"
-    vault = DevVault.start(workdir=workdir / "server", unsafe_raw_audit_log=log)
-    try:
-        yield RawVault(vault, log)
-    finally:
-        vault.stop()
+    yield from raw_vault_server(tmp_path_factory)
 
 
 def _assert_clean(case: RunCase, raw: RawVault, *, alive_tokens: int = 0) -> None:
