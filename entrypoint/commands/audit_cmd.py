@@ -1,16 +1,20 @@
-"""`secure-trainer audit verify [LOG] [--key-stdin]`: check the app audit log's chain and HMACs.
+"""`secure-trainer audit verify [LOG] [--key-stdin] [--expect-last N] [--manifest F]`.
 
-Prints `ok: N records` (exit 0) or fails with `broken at record K: <reason>` (exit 6). The HMAC
-key comes from Vault (same env as `keys`) or, with --key-stdin, one hex line on stdin.
+Checks the app audit log's chain and HMACs. Prints `ok: N records` (exit 0) or fails with
+`broken at record K: <reason>` (exit 6). A log cut off after a record is still a valid (shorter)
+chain; `--expect-last N` (the log must reach record N) and `--manifest` (a run manifest's
+`audit_seq` must be that run's `sealed` record) catch that. The HMAC key comes from Vault (same
+env as `keys`) or, with --key-stdin, one hex line on stdin.
 Must never: print the key or record contents.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -47,17 +51,41 @@ def _vault_audit_key() -> Secret:
         return vault.audit_key()
 
 
+def _manifest_seq(manifest: Path) -> tuple[int, str]:
+    """(audit_seq, run_id) of a run manifest. Raises ConfigError when it has none."""
+    try:
+        data = json.loads(manifest.read_text())
+        return int(data["audit_seq"]), str(data["run_id"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ConfigError("the manifest is unreadable or records no audit_seq") from None
+
+
+def _check_sealed(path: Path, seq: int, run_id: str) -> None:
+    """Record `seq` of the (verified) log must be the `sealed` record of `run_id`."""
+    lines = [ln for ln in path.read_text(encoding="utf-8", errors="replace").split("\n") if ln]
+    record = json.loads(lines[seq - 1])
+    if record.get("event") != "sealed" or record.get("fields", {}).get("run_id") != run_id:
+        raise AuditError(f"record {seq} is not the sealed record of the manifest's run")
+
+
 def register(root: typer.Typer, groups: CommandGroups) -> None:
     """Add `audit verify`."""
     del root
 
     @groups.audit.command("verify")
     def verify_cmd(
-        log: Path | None = typer.Argument(
-            None, help="The app audit log (default: audit/app.jsonl under ST_MOUNTPOINT)."),
-        key_stdin: bool = typer.Option(False, "--key-stdin",
-                                       help="Read the HMAC key (hex) from standard input "
-                                            "instead of Vault."),
+        log: Annotated[Path | None, typer.Argument(
+            help="The app audit log (default: audit/app.jsonl under ST_MOUNTPOINT).")] = None,
+        key_stdin: Annotated[bool, typer.Option(
+            "--key-stdin", help="Read the HMAC key (hex) from standard input instead of "
+                                "Vault.")] = False,
+        expect_last: Annotated[int | None, typer.Option(
+            "--expect-last", min=1,
+            help="The log must reach at least this record number (catches a cut-off end).")
+        ] = None,
+        manifest: Annotated[Path | None, typer.Option(
+            "--manifest",
+            help="A run manifest: its audit_seq must be that run's `sealed` record.")] = None,
     ) -> None:
         """Verify every record; exit 6 and name the first broken record when the chain fails."""
         from entrypoint.applog import verify
@@ -72,4 +100,13 @@ def register(root: typer.Typer, groups: CommandGroups) -> None:
             key.wipe()
         if not result.ok:
             raise AuditError(f"broken at record {result.first_bad_seq}: {result.reason}")
+        expected: list[int] = [expect_last] if expect_last is not None else []
+        sealed = _manifest_seq(manifest) if manifest is not None else None
+        if sealed is not None:
+            expected.append(sealed[0])
+        if expected and result.records < max(expected):
+            raise AuditError(f"the log ends at record {result.records} but record "
+                             f"{max(expected)} is expected (records cut off the end)")
+        if sealed is not None:
+            _check_sealed(path, *sealed)
         typer.echo(f"ok: {result.records} records")

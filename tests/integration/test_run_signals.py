@@ -74,6 +74,7 @@ def test_sigterm_in_phase_tears_down(raw_vault: RawVault, tmp_path: Path, tiny_m
     case = prepare(raw_vault.vault, tmp_path, tiny_model, tiny_dataset)
     run = RunProcess(case, steps=5000 if phase == "train" else 3, extra_env=_KERNEL)
     assert run.wait_for(f"[{phase}]"), "\n".join(run.lines)
+    trainer: int | None = None
     if phase == "train":
         # Land the signal while the trainer child runs, so its stop is part of what is tested.
         assert wait_until(lambda: _trainer_pid(run) is not None, timeout=30)
@@ -83,7 +84,7 @@ def test_sigterm_in_phase_tears_down(raw_vault: RawVault, tmp_path: Path, tiny_m
     code, out = run.finish()
     assert code == 143, out[-3000:]
     assert "error[signal]:" in out and str(tmp_path) not in out
-    if phase == "train":
+    if trainer is not None:
         assert gone(trainer)
     _assert_clean(case, raw_vault)
 
