@@ -145,7 +145,15 @@ class Lifecycle:
         self._echo(f"[{name}]")
 
     def _wipe_targets(self) -> list[Path]:
-        return default_targets(dict(os.environ), state_dir=self._s.state_dir)
+        """The scratch targets, minus any that hold what must survive the run.
+
+        SECURITY: in the image /tmp is a target; a cipher dir or a Vault credential file that
+        a site put below it must not be erased with it (that would lose the workspace).
+        """
+        s = self._s
+        keep = [Path(os.path.realpath(p)) for p in (s.cipher_dir, *s.vault_files)]
+        return [t for t in default_targets(dict(os.environ), state_dir=s.state_dir)
+                if not any(k.is_relative_to(os.path.realpath(t)) for k in keep)]
 
     def _audit_paths(self) -> AuditPaths:
         s = self._s
