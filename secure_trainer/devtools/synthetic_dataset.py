@@ -46,8 +46,16 @@ def _draw(
     shape: str,
     background: tuple[int, int, int],
     rng: random.Random,
+    textured: bool = False,
 ) -> Image.Image:
     image = Image.new("RGB", (width, height), background)
+    if textured:
+        # An 8×8 grid of random colours under the shape: high-entropy detail unique to this
+        # image, which a model can only reproduce by memorising it (membership-audit fixtures).
+        grid = Image.new("RGB", (8, 8))
+        grid.putdata([(rng.randrange(256), rng.randrange(256), rng.randrange(256))
+                      for _ in range(64)])
+        image = grid.resize((width, height), Image.Resampling.NEAREST)
     draw = ImageDraw.Draw(image)
     side = int(min(width, height) * rng.uniform(0.45, 0.7))
     left = rng.randint(0, width - side)
@@ -60,30 +68,48 @@ def _draw(
     return image
 
 
-def make_dataset(out: Path) -> Path:
-    """Write `out/10_subject/` and `out/5_style/` (6 images each, `.txt` captions) and return `out`.
+HOLDOUT_SEED = 4321
+
+
+def make_dataset(out: Path, *, seed: int = 1234, per_subset: int = len(_IMAGES),
+                 textured: bool = False) -> Path:
+    """Write `out/10_subject/` and `out/5_style/` (`per_subset` images each, `.txt` captions)
+    and return `out`.
 
     Exactly one image (the last of `5_style`) has no caption file, so it trains on its class
-    tokens. Raises OSError only if `out` is not writable.
+    tokens. Sizes, formats, backgrounds and captions cycle through fixed lists; only the shape's
+    size and position come from `seed`, so two seeds give two different image sets from the
+    same distribution (see `make_holdout`). `textured` puts a random colour grid behind each
+    shape (images a LoRA can memorise individually). Raises OSError only if `out` is not
+    writable.
     """
     out.mkdir(parents=True, exist_ok=True)
-    rng = random.Random(1234)
+    rng = random.Random(seed)
     for folder, colour, rgb, shape in _SUBSETS:
         subset_dir = out / folder
         subset_dir.mkdir(exist_ok=True)
-        for i, (width, height, fmt) in enumerate(_IMAGES):
+        for i in range(per_subset):
+            width, height, fmt = _IMAGES[i % len(_IMAGES)]
             bg_name, bg_rgb = _BACKGROUNDS[i % len(_BACKGROUNDS)]
-            image = _draw(width, height, rgb, shape, bg_rgb, rng)
+            image = _draw(width, height, rgb, shape, bg_rgb, rng, textured)
             stem = f"{shape}_{i:02d}"
             if fmt == "jpg":
                 image.save(subset_dir / f"{stem}.jpg", format="JPEG", quality=95)
             else:
                 image.save(subset_dir / f"{stem}.png", format="PNG")
-            if folder == "5_style" and i == len(_IMAGES) - 1:
+            if folder == "5_style" and i == per_subset - 1:
                 continue  # the one uncaptioned image
             caption = f"a {colour} {shape}, {bg_name} background, simple shape"
+            if textured:  # a per-image tag, like the distinct captions of real data
+                caption = f"a {colour} {shape}, pattern {rng.randrange(10000):04d}, simple shape"
             (subset_dir / f"{stem}.txt").write_text(caption + "\n", encoding="utf-8")
     return out
+
+
+def make_holdout(out: Path, *, per_subset: int = len(_IMAGES), textured: bool = False) -> Path:
+    """A holdout set for `make_dataset(..., per_subset=n)`: same layout, captions and
+    distribution, different images (another seed) — the non-members of a membership audit."""
+    return make_dataset(out, seed=HOLDOUT_SEED, per_subset=per_subset, textured=textured)
 
 
 def summarize(train_data_dir: Path) -> DatasetSummary:
