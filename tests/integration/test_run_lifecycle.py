@@ -63,6 +63,8 @@ def test_run_trains_inside_workspace_and_leaves_nothing(dev_vault: DevVault, tmp
     run_env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "ST_"))}
     run_env.update(env, ST_CIPHER_DIR=str(cipher), ST_MOUNTPOINT=str(mnt),
                    ST_STATE_DIR=str(tmp_path / "state"), OMP_NUM_THREADS="1",
+                   # host mode: rules are the host's; the run only records what it sees.
+                   ST_AUDIT_MODE="host",
                    # coupling: the venv lives under /root here; the image drops to uid 10001.
                    ST_TRAIN_UID="none" if not _reachable() else "10001")
     proc = subprocess.run(
@@ -94,8 +96,9 @@ def test_run_trains_inside_workspace_and_leaves_nothing(dev_vault: DevVault, tmp
             assert result.ok and result.records >= 6, result.reason
             events = [json.loads(line)["event"]
                       for line in (ws.audit_dir / "app.jsonl").read_text().splitlines()]
-            assert {"policy", "vault_login", "workspace_mounted", "train_end", "sealed",
-                    "teardown"} <= set(events)
+            assert {"policy", "vault_login", "workspace_mounted", "audit_rules_host",
+                    "train_end", "sealed", "teardown"} <= set(events)
+            assert "audit_rules_loaded" not in events  # host mode never loads rules
             assert not any((ws.tmp_dir).iterdir())
         finally:
             ws.close()
