@@ -25,7 +25,8 @@ def register(root: typer.Typer, groups: CommandGroups) -> None:
         """Policy → Vault → key → mount → audit → train unprivileged → seal → unmount → wipe.
 
         Trainer flags follow (Kohya names); relative paths resolve inside the workspace.
-        Needs ST_CIPHER_DIR, ST_MOUNTPOINT and the Vault env (see README).
+        Needs ST_CIPHER_DIR, ST_MOUNTPOINT and the Vault env (see README); ST_AUDIT_MODE
+        (kernel|host|app, default app) picks who owns the kernel audit rules.
         """
         from entrypoint.audit import Auditctl
         from entrypoint.lifecycle import Lifecycle, RunSettings
