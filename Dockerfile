@@ -7,6 +7,9 @@
 # requirements/lock-<variant>.txt; scripts/inspect_image.py checks what this file promises
 # (user, setuid allow-list, no pip, no caches); policies/ is read through ST_POLICY_DIR.
 
+# checkov:skip=CKV_DOCKER_2: a batch training job, not a service; no endpoint to probe.
+# checkov:skip=CKV_DOCKER_7: the base is a build arg: a local image id or a digest.
+
 # Locally imported debootstrap base (`make base`) by default on air-gapped hosts; sites with a
 # registry pass a digest-pinned reference, e.g. debian:bookworm-slim@sha256:...
 ARG BASE_IMAGE=debian:bookworm-slim
@@ -55,7 +58,8 @@ RUN apt-get update \
            /usr/share/doc/* /usr/share/man/* /root/.cache
 # SECURITY: the workspace is mounted by root with -allow_other so the training uid can read it;
 # user_allow_other also lets a non-root start (USER below) mount through setuid fusermount3.
-# Every other setuid/setgid bit goes (su, mount, passwd, chage, unix_chkpwd, ...).
+# Every other setuid/setgid bit goes (su, mount, passwd, chage, unix_chkpwd, ...), and no
+# directory but /tmp (a tmpfs at run time) stays world-writable (/var/tmp, /run/lock).
 # coupling: scripts/inspect_image.py SETID_ALLOW lists fusermount3 only.
 RUN echo user_allow_other >> /etc/fuse.conf \
  && find / -xdev -type f -perm /6000 ! -path /usr/bin/fusermount3 -exec chmod ug-s {} + \
@@ -63,7 +67,7 @@ RUN echo user_allow_other >> /etc/fuse.conf \
  && useradd --system --uid "${TRAINER_UID}" --gid trainer --no-create-home \
       --home-dir /nonexistent --shell /usr/sbin/nologin trainer \
  && mkdir -p /workspace /cipher /run/secrets \
- && chmod 0755 /workspace \
+ && chmod 0755 /workspace /var/tmp /run/lock \
  && chmod 0711 /cipher
 COPY --from=builder /opt/venv /opt/venv
 COPY policies/ /opt/secure-trainer/policies/

@@ -135,6 +135,9 @@ class Gocryptfs:
             raise WorkspaceError("the workspace is already mounted")
         if not _is_empty_dir(mountpoint):
             raise WorkspaceError("the mountpoint is not empty; refusing to mount over files")
+        if not Path("/dev/fuse").exists():
+            raise WorkspaceError("/dev/fuse is missing: run the container with --device /dev/fuse "
+                                 "(natively: modprobe fuse)")
         argv = [self.binary, "-q"]
         if allow_other:
             argv.append("-allow_other")
