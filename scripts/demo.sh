@@ -28,11 +28,16 @@ echo "[demo] keys init: random passphrase in Vault KV v2, gocryptfs cipher dir"
 
 [[ -d "$DEMO/src/model/diffusers" ]] || "$ST" dev tiny-model "$DEMO/src/model" >/dev/null
 [[ -d "$DEMO/src/data/10_subject" ]] || "$ST" dev dataset "$DEMO/src/data" >/dev/null
+# Non-members for the membership audit: same distribution, images the LoRA never sees.
+[[ -d "$DEMO/src/holdout/10_subject" ]] || "${ST%/secure-trainer}/python" -c \
+  'import sys; from pathlib import Path; from secure_trainer.devtools.synthetic_dataset import make_holdout; make_holdout(Path(sys.argv[1]))' \
+  "$DEMO/src/holdout"
 
 echo "[demo] import: sanitize the dataset into the encrypted workspace"
 "$ST" workspace open >/dev/null
 cp -r "$DEMO/src/model/diffusers" "$ST_MOUNTPOINT/models/tiny"
 "$ST" data import "$DEMO/src/data" --name demo --workspace "$ST_MOUNTPOINT"
+"$ST" data import "$DEMO/src/holdout" --name demo-holdout --workspace "$ST_MOUNTPOINT" >/dev/null
 "$ST" workspace close >/dev/null
 
 # The venv of a native checkout lives where the unprivileged uid may not reach it (e.g. /root):
@@ -49,6 +54,18 @@ echo "[demo] run: policy → Vault → key → mount → audit → train → sea
   --train_data_dir datasets/demo --caption_extension .txt --resolution 64 \
   --network_dim 8 --network_alpha 8 --learning_rate 1e-3 --train_batch_size 2 \
   --max_train_steps "$STEPS" --cache_latents --seed 42 --output_name demo-lora
+
+echo "[demo] audit mia: membership inference on the demo LoRA, report kept inside the workspace"
+"$ST" workspace open >/dev/null
+LORA="$(ls -t "$ST_MOUNTPOINT"/runs/*/demo-lora.safetensors | head -n 1)"
+"$ST" audit mia --lora "$LORA" --base "$ST_MOUNTPOINT/models/tiny" \
+  --members "$ST_MOUNTPOINT/datasets/demo" --holdout "$ST_MOUNTPOINT/datasets/demo-holdout" \
+  --caption-extension .txt --timesteps 8 --noises 2 --out "$(dirname "$LORA")/audit"
+"$ST" workspace close >/dev/null
+if mountpoint -q "$ST_MOUNTPOINT"; then
+  echo "[demo] error: the workspace is still mounted" >&2
+  exit 5
+fi
 
 echo "[demo] the LoRA exists only inside the encrypted store; open it with:"
 echo "       ST_CIPHER_DIR=$ST_CIPHER_DIR ST_MOUNTPOINT=$ST_MOUNTPOINT secure-trainer workspace open"
