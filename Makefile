@@ -69,3 +69,6 @@ docker-demo: install ## `make demo` inside the CPU image against a dev OpenBao o
 
 test-container: system-deps install ## container e2e tests (builds base/wheelhouse/image if missing)
 	$(BIN)/python -m pytest tests/container -m docker $(PYTEST_ARGS)
+
+dp-evidence: install ## MIA AUC of an over-fitted LoRA without DP, at epsilon 8 and 1, plus DP step time (docs/privacy.md)
+	$(BIN)/python scripts/dp_evidence.py
