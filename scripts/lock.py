@@ -23,7 +23,7 @@ from urllib.parse import unquote, urlsplit
 ROOT = Path(__file__).resolve().parent.parent
 # coupling: pyproject pins torch==2.13.0; the CPU variant takes the +cpu local build of the same
 # release (no nvidia-* wheels), the GPU variant the default PyPI build (CUDA libs as wheels).
-TORCH = {"cpu": "torch==2.13.0+cpu", "gpu": "torch==2.13.0"}
+TORCH = {"cpu": "torch==2.13.0+cpu", "gpu": "torch===2.13.0"}  # ===: no local (+cpu) build
 # Build backend for our own package, installed in the builder stage only.
 BUILD_REQUIREMENTS = ["setuptools>=68", "wheel"]
 
