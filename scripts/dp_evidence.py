@@ -34,8 +34,11 @@ from secure_trainer.privacy.dp_record import epsilon_from_metadata
 from secure_trainer.privacy.mia import MiaReport, MiaSettings, run_audit, write_report
 from secure_trainer.train_loop import train
 
-RUNS = (("(a) no DP", []), ("(b) DP-SGD, target ε = 8", ["--dp", "--dp_target_epsilon", "8"]),
-        ("(c) DP-SGD, target ε = 1", ["--dp", "--dp_target_epsilon", "1"]))
+RUNS: tuple[tuple[str, list[str]], ...] = (
+    ("(a) no DP", []),
+    ("(b) DP-SGD, target ε = 8", ["--dp", "--dp_target_epsilon", "8"]),
+    ("(c) DP-SGD, target ε = 1", ["--dp", "--dp_target_epsilon", "1"]),
+)
 
 
 def _dataset_config(members: Path, out: Path) -> Path:
@@ -49,12 +52,13 @@ def _dataset_config(members: Path, out: Path) -> Path:
     return out
 
 
-def _row(name: str, report: MiaReport, epsilon: float | None, seconds: float,
-         base_seconds: float) -> str:
+def _row(name: str, report: MiaReport, epsilon: float | None, final_loss: float,
+         seconds: float, base_seconds: float) -> str:
     a, t = report.metrics.auc, report.metrics.tpr_at_1pct_fpr
     eps = "∞ (no DP)" if epsilon is None else f"{epsilon:.2f}"
     return (f"| {name} | {eps} | {a.value:.3f} [{a.low:.3f}, {a.high:.3f}] | "
-            f"{t.value:.3f} [{t.low:.3f}, {t.high:.3f}] | {seconds:.3f} | "
+            f"{t.value:.3f} [{t.low:.3f}, {t.high:.3f}] | {report.member_score_mean:.3f} / "
+            f"{report.holdout_score_mean:.3f} | {final_loss:.3f} | {seconds:.3f} | "
             f"{seconds / base_seconds:.2f}× |")
 
 
@@ -90,15 +94,16 @@ def main() -> int:
         write_report(report, result.lora_path.parent, result.lora_path.stem)
         epsilon = epsilon_from_metadata(read_lora(result.lora_path)[1])
         base_seconds = base_seconds or result.seconds_per_step
-        rows.append(_row(name, report, epsilon, result.seconds_per_step, base_seconds))
+        rows.append(_row(name, report, epsilon, result.final_loss, result.seconds_per_step,
+                         base_seconds))
         print(f"[evidence] {name}: {report.summary()}", file=sys.stderr, flush=True)
     print(f"\nTiny SD1.x model (calibrated VAE), 2 × {args.images} textured images vs "
           f"{2 * args.images} holdout, 64 px, batch 4, rank 16, lr 5e-3, {args.steps} steps, "
           f"1 CPU thread; attack: 10 timesteps × 4 noises, 1000 bootstrap rounds; "
           f"total {time.time() - started:.0f} s.\n")
-    print("| LoRA | ε (δ = 1/N²) | MIA AUC [95 % CI] | TPR @ 1 % FPR [95 % CI] | s/step | "
-          "step time vs no DP |")
-    print("|---|---|---|---|---|---|")
+    print("| LoRA | ε (δ = 1/N²) | MIA AUC [95 % CI] | TPR @ 1 % FPR [95 % CI] | "
+          "mean score members / holdout | final train loss | s/step | step time vs no DP |")
+    print("|---|---|---|---|---|---|---|---|")
     for row in rows:
         print(row)
     return 0

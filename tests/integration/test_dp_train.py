@@ -34,8 +34,9 @@ def one_thread() -> Iterator[None]:
 def _args(tiny_model: Any, tiny_dataset: Path, tmp_path: Path, *extra: str) -> list[str]:
     tmp_path.mkdir(parents=True, exist_ok=True)
     cfg = write_dataset_config(tiny_dataset, tmp_path / "ds.toml")
-    return base_args(tiny_model.diffusers_dir, cfg, tmp_path / "out", "--learning_rate", "1e-3",
-                     *extra)
+    args: list[str] = base_args(tiny_model.diffusers_dir, cfg, tmp_path / "out",
+                                "--learning_rate", "1e-3", *extra)
+    return args
 
 
 def _metadata(path: Path) -> dict[str, str]:
