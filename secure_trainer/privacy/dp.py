@@ -6,8 +6,9 @@ clip that example's gradient to C, add it to a sum), adds N(0, σ²C²) noise to
 by the expected batch size and leaves the result in `.grad` for the unchanged optimizer.
 Clipping is per sample by construction: no two examples ever share a backward pass. The frozen
 base has requires_grad False, so only LoRA parameters get gradients, clipping and noise.
-Why not Opacus' GradSampleModule: see docs/privacy.md ("Implementation"). Accounting is
-Opacus' (dp_accounting.py). SECURITY: DP noise comes from a generator seeded by the OS CSPRNG,
+Why not Opacus' GradSampleModule: on the peft UNet some of its per-sample gradients were wrong
+while their sum was right (docs/privacy.md, "Implementation choice"). Accounting is Opacus'
+(dp_accounting.py). SECURITY: DP noise comes from a generator seeded by the OS CSPRNG,
 never from the run seed (a known seed would let anyone subtract the noise). Never logs data.
 """
 
