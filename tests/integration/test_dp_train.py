@@ -67,7 +67,8 @@ def test_dp_run_records_epsilon_in_lora_and_record(tiny_model: Any, tiny_dataset
     assert not private_strings(tiny_dataset) & set(" ".join(meta.values()).split())
     assert result.extra["ss_dp_epsilon"] == meta["ss_dp_epsilon"]
     with safe_open(str(result.lora_path), "pt") as fh:
-        ups = [fh.get_tensor(k) for k in fh if k.endswith("lora_up.weight")]
+        names = list(fh.keys())  # safe_open is not iterable
+        ups = [fh.get_tensor(k) for k in names if k.endswith("lora_up.weight")]
     assert any(float(u.abs().max()) > 0 for u in ups)  # the noised updates were applied
     # PRV on request, FULL metadata shows the rate.
     argv = _args(tiny_model, tiny_dataset, tmp_path / "prv", "--max_train_steps", "3", "--dp",

@@ -222,3 +222,24 @@ def test_poisson_sampler_draws_each_image_independently(tiny_dataset: Path) -> N
     for i, record in enumerate(ds.records):
         assert counts[i] / 40 == pytest.approx(record.repeats, rel=0.25)
     assert len(set(sizes)) > 1  # Poisson: variable batch size
+
+
+def test_record_round_trips_next_to_the_lora(tmp_path: Path) -> None:
+    from secure_trainer.errors import DataRejected
+    from secure_trainer.privacy.dp_record import (
+        epsilon_from_metadata,
+        read_record,
+        record_path,
+        write_record,
+    )
+
+    lora = tmp_path / "demo-lora.safetensors"
+    assert read_record(lora) is None  # a run without DP
+    written = write_record(lora, _record())
+    assert written == record_path(lora) == tmp_path / "demo-lora.dp.json"
+    assert read_record(lora) == _record()
+    written.write_text('{"schema": "other"}', encoding="utf-8")
+    with pytest.raises(DataRejected):
+        read_record(lora)
+    assert epsilon_from_metadata(_record().to_metadata(MetadataMode.NONE)) == 7.982
+    assert epsilon_from_metadata({"ss_network_dim": "8"}) is None
