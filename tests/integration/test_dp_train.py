@@ -105,13 +105,29 @@ class _NormProbe(DPTraining):
     """Records the norm of the gradient DP-SGD hands to the optimizer, per step."""
 
     norms: list[tuple[float, int]]
+    stds: list[float]
 
     def run_batch(self, ctx: Any, dataset: Any, batch: Any, epoch: int, number: int) -> float:
         value = super().run_batch(ctx, dataset, batch, epoch, number)
-        norm = math.sqrt(sum(float(p.grad.pow(2).sum()) for p in self._params
-                             if p.grad is not None))
+        grads = [p.grad for p in self._params if p.grad is not None]
+        norm = math.sqrt(sum(float(g.pow(2).sum()) for g in grads))
         self.norms.append((norm, len(batch.examples)))
+        self.stds.append(float(torch.cat([g.flatten() for g in grads]).std()))
         return value
+
+
+def test_real_training_gradient_carries_the_calibrated_noise(
+        tiny_model: Any, tiny_dataset: Path, tmp_path: Path) -> None:
+    sigma, clip = 4.0, 1e-2
+    argv = _args(tiny_model, tiny_dataset, tmp_path, "--max_train_steps", "2", "--dp",
+                 "--dp_noise_multiplier", str(sigma), "--dp_max_grad_norm", str(clip))
+    settings = parse_train_args(argv, warn=lambda _m: None)
+    probe = _NormProbe(settings, warn=lambda _m: None)
+    probe.norms, probe.stds = [], []
+    train(settings, hooks=probe, warn=lambda _m: None)
+    # The clipped sum has norm ≤ n·C, spread over ~10⁵ entries: the noise σC/E dominates.
+    for std in probe.stds:
+        assert std == pytest.approx(sigma * clip / probe._expected_batch, rel=0.05)
 
 
 def test_real_training_update_is_bounded_by_per_example_clipping(
@@ -132,7 +148,7 @@ def test_real_training_update_is_bounded_by_per_example_clipping(
                  "--dp_noise_multiplier", "1e-9", "--dp_max_grad_norm", str(clip))
     settings = parse_train_args(argv, warn=lambda _m: None)
     probe = _NormProbe(settings, warn=lambda _m: None)
-    probe.norms = []
+    probe.norms, probe.stds = [], []
     train(settings, hooks=probe, warn=lambda _m: None)
     assert len(probe.norms) == 4
     assert len(raw_norms) == sum(n for _, n in probe.norms)  # one clip per example
