@@ -19,7 +19,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from entrypoint.applog import AppAuditLog
@@ -44,6 +44,10 @@ AUDIT_LOG = "app.jsonl"  # coupling: registry_cmd AUDIT_LOG_RELPATH = audit/app.
 _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
 # Exit codes of the child that keep their meaning for the user (config / data problems).
 _CHILD_ERRORS: dict[int, type[SecureTrainerError]] = {2: ConfigError, 8: DataRejected}
+# The audit log records the guarantee; the manifest (inside the workspace) keeps the full record.
+_DP_AUDIT_FIELDS = ("epsilon", "delta", "noise_multiplier", "max_grad_norm", "sample_rate", "steps",
+                    "accountant",
+                    "target_epsilon", "budget_exhausted")
 
 
 @dataclass(frozen=True)
@@ -276,17 +280,33 @@ class Lifecycle:
                             if p.is_file() and p.suffix.lower() in _IMAGE_SUFFIXES)
         hashes = sorted({file_sha256(p) for p in data_files})
         lora_sha = _sha256(lora)
+        dp = self._dp_record(settings, lora)
         Registry(self._ws.registry_path).register_run(
             self.run_id, lora, None, "run", hashes, {}, self._s.owner, self._s.purpose,
             self._s.legal_basis)
         # The `sealed` record's sequence number goes into the manifest: a log cut off before
         # it (a valid but shorter chain) is caught by `audit verify --manifest`.
+        if dp is not None:
+            self._audit("dp", **{k: dp[k] for k in _DP_AUDIT_FIELDS})
         seq = self._audit("sealed", lora_sha256=lora_sha, images=len(hashes))
         manifest = {"run_id": self.run_id, "config_sha256": hashlib.sha256(
             json.dumps(args).encode()).hexdigest(), "dataset_sha256": hashes,
             "lora_sha256": lora_sha, "started": round(started, 1), "sealed": round(time.time(), 1),
-            "audit_seq": seq}
+            "audit_seq": seq, "dp": dp}
         (lora.parent / "manifest.json").write_text(json.dumps(manifest, indent=2))
+
+    @staticmethod
+    def _dp_record(settings: object, lora: Path) -> dict[str, object] | None:
+        """The trainer's DP record for the manifest; None for a run without DP.
+
+        Fails closed: a run asked for DP whose trainer left no record is not sealed as private.
+        """
+        from secure_trainer.privacy.dp_record import read_record
+
+        record = read_record(lora)
+        if settings.dp.enabled and record is None:  # type: ignore[attr-defined]
+            raise TrainingError("DP was requested but the trainer wrote no DP record")
+        return None if record is None else asdict(record)
 
     def _teardown(self, owns_marker: bool) -> None:
         """Undo what this run did, newest first; collect our errors and raise the first one

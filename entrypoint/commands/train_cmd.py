@@ -54,6 +54,10 @@ def run_train(kohya_args: list[str], *, log_level: str, quiet: bool, progress_ev
                          wall_seconds=result.wall_seconds, peak_rss_bytes=result.peak_rss_bytes,
                          output_file=result.lora_path.name)
     print(format_summary(summary), flush=True)
+    epsilon = result.extra.get("ss_dp_epsilon")
+    if epsilon is not None:
+        print(f"dp: ε={epsilon} (δ={result.extra.get('ss_dp_delta')}), recorded in the LoRA "
+              "metadata", flush=True)
 
 
 def register(root: typer.Typer, groups: CommandGroups) -> None:

@@ -160,10 +160,11 @@ class RunProcess:
     """`secure-trainer run` as a subprocess; its output is collected on a reader thread."""
 
     def __init__(self, case: RunCase, *, steps: int, policy: str | None = None,
-                 extra_env: dict[str, str] | None = None) -> None:
+                 extra_env: dict[str, str] | None = None,
+                 extra_args: tuple[str, ...] = ()) -> None:
         argv = [sys.executable, "-m", "entrypoint.cli", "run", "--policy",
                 policy or case.policy(), *TRAIN_ARGS,
-                "--max_train_steps", str(steps)]
+                "--max_train_steps", str(steps), *extra_args]
         self.proc = subprocess.Popen(argv, env=case.run_env(**(extra_env or {})),
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.lines: list[str] = []
