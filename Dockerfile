@@ -29,11 +29,15 @@ RUN apt-get update \
 COPY requirements/lock-${VARIANT}.txt /build/lock.txt
 COPY .wheelhouse/${VARIANT}/ /build/wheelhouse/
 # SECURITY: --require-hashes makes every wheel match the lock byte for byte; --no-deps keeps pip
-# from reaching past the lock, and `pip check` proves the lock is complete.
+# from reaching past the lock, and `pip check` proves the lock is complete. torch's C++ tests,
+# headers, cmake files and test/protoc binaries (~190 MB) are not needed to train; they go.
 RUN python3 -m venv /opt/venv \
  && /opt/venv/bin/pip install --no-index --no-deps --require-hashes \
         --find-links /build/wheelhouse -r /build/lock.txt \
- && /opt/venv/bin/pip check
+ && /opt/venv/bin/pip check \
+ && sp="$(/opt/venv/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" \
+ && rm -rf "$sp/torch/test" "$sp/torch/include" "$sp/torch/share/cmake" \
+ && find "$sp/torch/bin" -mindepth 1 ! -name torch_shm_manager -exec rm -rf {} +
 # Source after dependencies: a code change does not re-install torch.
 COPY pyproject.toml /build/src/
 COPY entrypoint/ /build/src/entrypoint/
