@@ -11,7 +11,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.integration.leakprobe import Needle
+from tests.integration.leakprobe import LeakReport, Needle
 from tests.integration.run_support import RunCase
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -107,6 +107,7 @@ class ContainerResult:
     stdout: str
     stderr: str
     name: str
+    probe: LeakReport | None = None
 
 
 def run_container(image: str, flags: list[str], args: list[str], *, keep: bool = False,

@@ -88,7 +88,7 @@ def lifecycle_run(image: str, container_case: ContainerCase) -> Iterator[Contain
     probe.start()
     result = run_container(image, case.flags(), ["run", "--policy", "dev", *TRAIN_ARGS,
                                                  "--max_train_steps", STEPS], keep=True)
-    result.probe = probe.finish()  # type: ignore[attr-defined]
+    result.probe = probe.finish()
     try:
         yield result
     finally:
@@ -136,7 +136,8 @@ def test_no_plaintext_on_the_host_after_the_run(
     assert needles
     cipher = scan_tree(container_case.run.cipher, needles)
     assert cipher.scanned > 0 and cipher.hits == []
-    probe = lifecycle_run.probe  # type: ignore[attr-defined]
+    probe = lifecycle_run.probe
+    assert probe is not None and probe.changed > 0
     assert probe.hits == [], [f"{h.path}: {h.label}" for h in probe.hits]
     assert _scan_bytes((lifecycle_run.stdout + lifecycle_run.stderr).encode(), needles) == []
     logs = docker("logs", lifecycle_run.name)
