@@ -40,8 +40,13 @@ CLONE_NAMESPACE_FLAGS = 0x7E020000
 # personality(): PER_LINUX, PER_LINUX32, UNAME26, UNAME26|PER_LINUX32, query (0xffffffff).
 PERSONALITIES = (0x0, 0x8, 0x20000, 0x20008, 0xFFFFFFFF)
 
+
+def _words(text: str) -> list[str]:
+    return text.split()
+
+
 # Docker's default allow-list (no capability condition), all ABIs.
-BASE_ALLOW = """
+BASE_ALLOW = _words("""
 accept accept4 access adjtimex alarm bind brk cachestat capget capset chdir chmod chown chown32
 clock_adjtime clock_adjtime64 clock_getres clock_getres_time64 clock_gettime clock_gettime64
 clock_nanosleep clock_nanosleep_time64 close close_range connect copy_file_range creat dup dup2
@@ -82,7 +87,7 @@ timer_create timer_delete timer_getoverrun timer_gettime timer_gettime64 timer_s
 timer_settime64 timerfd_create timerfd_gettime timerfd_gettime64 timerfd_settime
 timerfd_settime64 times tkill truncate truncate64 ugetrlimit umask uname unlink unlinkat utime
 utimensat utimensat_time64 utimes vfork vmsplice wait4 waitid waitpid write writev
-""".split()
+""")
 
 # Docker's per-architecture additions (x86 family, arm family).
 X86_ALLOW = ["arch_prctl", "modify_ldt"]
