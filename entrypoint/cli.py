@@ -121,6 +121,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error[signal]: interrupted", file=sys.stderr)
         code = 130
+    except Exception as err:  # noqa: BLE001 - the last line of defence, see below
+        # SECURITY: a foreign exception's text and traceback can carry data paths, captions or
+        # URLs (an OSError names its file); print only its type unless --debug is given.
+        print(f"error[internal]: unexpected {type(err).__name__} (a bug; rerun with --debug "
+              "for a traceback)", file=sys.stderr)
+        if debug:
+            import traceback
+
+            traceback.print_exception(err)
+        code = 1
     if argv is None:
         sys.exit(code)
     return code

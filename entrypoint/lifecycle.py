@@ -24,6 +24,7 @@ from pathlib import Path
 
 from entrypoint.applog import AppAuditLog
 from entrypoint.audit import Auditctl, AuditMode, AuditPaths
+from entrypoint.data_access import grant_group_read
 from entrypoint.errors import (
     ConfigError,
     DataRejected,
@@ -251,6 +252,14 @@ class Lifecycle:
             self._preflight("post-mount", settings)
         finally:
             os.chdir(cwd)  # never hold the mount busy past this point
+        if s.train_ids:
+            def here(p: Path) -> Path:
+                return p if p.is_absolute() else s.mountpoint / p
+
+            subsets = [here(sub.image_dir) for ds in settings.datasets for sub in ds.subsets]
+            grant_group_read([here(settings.pretrained_model_name_or_path), *subsets],
+                             root=s.mountpoint, gid=s.train_ids[1],
+                             listable={p.parent for p in subsets})
         self._phase("train")
         self._audit("train_start", uid=s.train_ids[0] if s.train_ids else os.geteuid())
         started = time.time()

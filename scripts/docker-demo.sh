@@ -40,9 +40,6 @@ echo "[docker-demo] import (host): sanitize the dataset into the encrypted works
 "$ST" workspace open >/dev/null
 cp -r "$DEMO/src/model/diffusers" "$ST_MOUNTPOINT/models/tiny"
 "$ST" data import "$DEMO/src/data" --name demo --workspace "$ST_MOUNTPOINT" >/dev/null
-# The training uid (10001) must read models/ and datasets/: the tiny model's weights and the
-# imported folders are written owner-only (0600/0700), so open them up for reading here.
-chmod -R u=rwX,go=rX "$ST_MOUNTPOINT/models" "$ST_MOUNTPOINT/datasets"
 "$ST" workspace close >/dev/null
 
 echo "[docker-demo] run in $IMAGE_TAG: policy → Vault → key → mount → audit → train → seal → unmount → wipe"

@@ -64,16 +64,16 @@ def image(docker_engine: None) -> str:
 @pytest.fixture(scope="session")
 def container_case(dev_vault: Any, tiny_model: Any, tiny_dataset: Path,
                    tmp_path_factory: pytest.TempPathFactory) -> ContainerCase:
-    """Keys init + model and a salted dataset copied into a fresh workspace, readable by 10001."""
+    """Keys init + model and a salted dataset copied into a fresh workspace (owner-only)."""
     root = tmp_path_factory.mktemp("container")
     salt = uuid.uuid4().hex[:10]
     dataset = unique_dataset(tiny_dataset, root / "src-data", salt)
     case = prepare(dev_vault, root / "case", tiny_model, dataset)
-    # The training uid (10001) reads models/ and datasets/; the tiny model's weights are written
-    # 0600 by its generator, so the host-side preparation opens them up like a site would.
+    # Owner-only, as `data import` writes them: the run itself must give uid 10001 read access
+    # to exactly its model and dataset (entrypoint/data_access.py).
     with case.opened() as ws:
         for top in (ws.models_dir, ws.datasets_dir):
             for path in [top, *top.rglob("*")]:
-                path.chmod(0o755 if path.is_dir() else 0o644)
+                path.chmod(0o700 if path.is_dir() else 0o600)
     return ContainerCase(run=case, dataset=dataset,
                          needles=dataset_needles(dataset, reference=tiny_dataset))

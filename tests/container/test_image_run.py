@@ -98,7 +98,7 @@ def lifecycle_run(image: str, container_case: ContainerCase) -> Iterator[Contain
 def test_full_lifecycle_seals_a_lora_in_the_encrypted_store(
         lifecycle_run: ContainerResult, container_case: ContainerCase) -> None:
     """The image trains on the tiny model and leaves a Kohya LoRA only inside the cipher dir."""
-    assert lifecycle_run.rc == 0, lifecycle_run.stderr[-3000:]
+    assert lifecycle_run.rc == 0, (lifecycle_run.stdout + lifecycle_run.stderr)[-4000:]
     out = lifecycle_run.stdout
     for phase in ("[policy]", "[vault]", "[workspace]", "[train]", "[seal]"):
         assert phase in out
@@ -120,7 +120,7 @@ def test_full_lifecycle_seals_a_lora_in_the_encrypted_store(
 
 def test_read_only_rootfs_with_tmpfs_tmp(lifecycle_run: ContainerResult) -> None:
     """The run above had a read-only root and /tmp as noexec tmpfs, and wrote nothing to the layer."""
-    assert lifecycle_run.rc == 0, lifecycle_run.stderr[-3000:]
+    assert lifecycle_run.rc == 0, (lifecycle_run.stdout + lifecycle_run.stderr)[-4000:]
     info = json.loads(docker("inspect", lifecycle_run.name).stdout)[0]
     assert info["HostConfig"]["ReadonlyRootfs"] is True
     assert "noexec" in info["HostConfig"]["Tmpfs"]["/tmp"]
@@ -131,7 +131,7 @@ def test_read_only_rootfs_with_tmpfs_tmp(lifecycle_run: ContainerResult) -> None
 def test_no_plaintext_on_the_host_after_the_run(
         lifecycle_run: ContainerResult, container_case: ContainerCase) -> None:
     """Cipher dir raw bytes, host tmp dirs, docker's state (logs, layers) and output: no data."""
-    assert lifecycle_run.rc == 0, lifecycle_run.stderr[-3000:]
+    assert lifecycle_run.rc == 0, (lifecycle_run.stdout + lifecycle_run.stderr)[-4000:]
     needles = container_case.needles
     assert needles
     cipher = scan_tree(container_case.run.cipher, needles)
