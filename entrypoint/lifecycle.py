@@ -68,6 +68,8 @@ class RunSettings:
     audit_mode: AuditMode = AuditMode.APP
     vault_files: tuple[Path, ...] = ()
     """Vault credential files (token, role_id, secret_id, JWT) the kernel rules watch."""
+    canary: str | None = None
+    """ST_POLICY_CANARY: an IP:PORT that must stay unreachable (egress proof for the policy)."""
 
     @classmethod
     def from_env(cls, env: dict[str, str], *, policy: str, train_args: list[str],
@@ -93,7 +95,7 @@ class RunSettings:
                    state_dir=Path(env.get("ST_STATE_DIR", "/run/secure-trainer")),
                    policy=policy, train_args=tuple(train_args),
                    train_ids=ids, audit_mode=AuditMode.parse(env.get("ST_AUDIT_MODE", "app")),
-                   vault_files=vault_files,
+                   vault_files=vault_files, canary=env.get("ST_POLICY_CANARY") or None,
                    owner=env.get("ST_OWNER", "unspecified"),
                    purpose=env.get("ST_PURPOSE", "unspecified"),
                    legal_basis=env.get("ST_LEGAL_BASIS", "unspecified"))
@@ -167,12 +169,14 @@ class Lifecycle:
                           binary=_program(), vault_files=s.vault_files)
 
     def _preflight(self, phase: str, train: object | None) -> None:
-        from entrypoint.policy import PolicyContext, load_profile
+        from entrypoint.policy import PolicyContext, load_profile, parse_canary
         from entrypoint.policy.preflight import preflight
 
-        ctx = PolicyContext(profile=load_profile(self._s.policy), train=train,  # type: ignore[arg-type]
-                            workspace_dir=self._s.mountpoint, cipher_dir=self._s.cipher_dir,
-                            drop_ids=self._s.train_ids, audit_mode=self._s.audit_mode.value)
+        s = self._s
+        ctx = PolicyContext(profile=load_profile(s.policy), train=train,  # type: ignore[arg-type]
+                            workspace_dir=s.mountpoint, cipher_dir=s.cipher_dir,
+                            drop_ids=s.train_ids, audit_mode=s.audit_mode.value,
+                            canary=parse_canary(s.canary) if s.canary else None)
         try:
             decision = preflight(phase, ctx)  # type: ignore[arg-type]
         except SecureTrainerError as err:
