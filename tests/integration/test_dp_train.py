@@ -4,7 +4,6 @@ per-example updates in real training, and exit 2 with a reason for bad --dp conf
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,16 +18,8 @@ from secure_trainer.privacy.dp_accounting import epsilon_after
 from secure_trainer.privacy.dp_record import read_record
 from secure_trainer.train_loop import train
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """2 shared cores: the tiny model is fastest single-threaded."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _args(tiny_model: Any, tiny_dataset: Path, tmp_path: Path, *extra: str) -> list[str]:
