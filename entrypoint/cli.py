@@ -1,7 +1,8 @@
 """The `secure-trainer` command line: parsing and dispatch only, one error handler.
 
 Each command group lives in `entrypoint/commands/<name>.py` with a `register(root, groups)`
-function; this module wires them and maps our typed errors to exit codes.
+function (the groups are defined in `entrypoint/commands/groups.py`, so no command module
+imports this one); this module wires them and maps our typed errors to exit codes.
 SECURITY: Typer's pretty exceptions are off (they print locals, which can hold secrets).
 """
 
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 import signal
 import sys
-from dataclasses import dataclass
 from types import FrameType
 
 import click
@@ -21,21 +21,9 @@ _CLICK_ERRORS = (click.ClickException, _tclick.ClickException)
 _CLICK_ABORT = (click.exceptions.Abort, _texc.Abort)
 _CLICK_EXIT = (click.exceptions.Exit, _texc.Exit)
 
+from entrypoint.commands.groups import CommandGroups
 from entrypoint.errors import Interrupted, SecureTrainerError
 from secure_trainer import __version__
-
-
-@dataclass(frozen=True)
-class CommandGroups:
-    """The sub-command groups each command module may add to."""
-
-    policy: typer.Typer
-    keys: typer.Typer
-    workspace: typer.Typer
-    data: typer.Typer
-    registry: typer.Typer
-    audit: typer.Typer
-    dev: typer.Typer
 
 
 def _group(help_text: str) -> typer.Typer:

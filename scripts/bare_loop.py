@@ -1,7 +1,7 @@
 """Baseline for `make bench`: a bare diffusers + peft LoRA training loop, no secure-trainer code.
 
 Same model folder, same images (cover-resized and centre-cropped to the resolution), same LoRA
-targets as `secure_trainer.lora` (Linear/1×1 conv inside UNet Transformer2DModel blocks, Linear
+targets as `secure_trainer.models.lora` (Linear/1×1 conv inside UNet Transformer2DModel blocks, Linear
 inside CLIP attention/MLP) through peft's LoraConfig(target_modules=...), AdamW, MSE on epsilon,
 grad clipping 1.0, batch 1, fp32. It is what a user would write by hand; the bench compares
 `secure-trainer train` against it.

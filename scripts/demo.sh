@@ -43,7 +43,7 @@ cp -r "$DEMO/src/model/diffusers" "$ST_MOUNTPOINT/models/tiny"
 # The venv of a native checkout lives where the unprivileged uid may not reach it (e.g. /root):
 # then the demo trains as the invoking user, under a site profile that only warns about it.
 POLICY=dev
-if ! "${ST%/secure-trainer}/python" -c 'import sys; from pathlib import Path; from entrypoint.lifecycle import _usable_by; sys.exit(0 if _usable_by(Path(sys.executable), 10001) else 1)'; then
+if ! "${ST%/secure-trainer}/python" -c 'import sys; from pathlib import Path; from entrypoint.run.lifecycle import _usable_by; sys.exit(0 if _usable_by(Path(sys.executable), 10001) else 1)'; then
   export ST_TRAIN_UID=none
   POLICY="$DEMO/site/native-dev.yaml"
   printf 'name: native-dev\ndescription: native demo, venv not reachable by the training uid\nextends: dev\noverride:\n  - id: process.non_root\n    action: warn\n' > "$POLICY"

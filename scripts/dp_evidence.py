@@ -25,14 +25,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch
 
-from secure_trainer.config import parse_train_args
 from secure_trainer.devtools.audit_model import calibrate_vae
 from secure_trainer.devtools.synthetic_dataset import make_dataset, make_holdout
 from secure_trainer.devtools.tiny_model import make_tiny_model
-from secure_trainer.export import read_lora
+from secure_trainer.kohya.config import parse_train_args
+from secure_trainer.kohya.export import read_lora
 from secure_trainer.privacy.dp_record import epsilon_from_metadata
 from secure_trainer.privacy.mia import MiaReport, MiaSettings, run_audit, write_report
-from secure_trainer.train_loop import train
+from secure_trainer.train.loop import train
 
 RUNS: tuple[tuple[str, list[str]], ...] = (
     ("(a) no DP", []),

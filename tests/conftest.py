@@ -39,7 +39,7 @@ def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def dev_vault(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """A real OpenBao dev server on 127.0.0.1 and a free port; stopped by PID at the end."""
-    from entrypoint.devvault import DevVault
+    from entrypoint.vault.devserver import DevVault
 
     vault = DevVault.start(workdir=tmp_path_factory.mktemp("bao"))
     try:

@@ -22,7 +22,7 @@ from entrypoint.errors import AuditError, ConfigError
 from entrypoint.secret import Secret
 
 if TYPE_CHECKING:
-    from entrypoint.cli import CommandGroups
+    from entrypoint.commands.groups import CommandGroups
 
 
 def _read_key_stdin() -> Secret:
@@ -43,8 +43,8 @@ def _default_log() -> Path:
 
 def _vault_audit_key() -> Secret:
     """The log's HMAC key from Vault (same env as `keys`, docs/vault-and-keys.md)."""
-    from entrypoint.vault import VaultClient  # lazy: hvac loads only when Vault is used
-    from entrypoint.vault_settings import VaultSettings
+    from entrypoint.vault.client import VaultClient  # lazy: hvac loads only when Vault is used
+    from entrypoint.vault.settings import VaultSettings
 
     with VaultClient.from_settings(VaultSettings.from_env(os.environ)) as vault:
         vault.login()
@@ -88,7 +88,7 @@ def register(root: typer.Typer, groups: CommandGroups) -> None:
             help="A run manifest: its audit_seq must be that run's `sealed` record.")] = None,
     ) -> None:
         """Verify every record; exit 6 and name the first broken record when the chain fails."""
-        from entrypoint.applog import verify
+        from entrypoint.audit.applog import verify
 
         path = log if log is not None else _default_log()
         if not path.is_file():

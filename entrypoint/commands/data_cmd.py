@@ -31,9 +31,9 @@ from secure_trainer.privacy.sanitize import (
 from secure_trainer.registry import ImageRecord, Registry, read_subjects
 
 if TYPE_CHECKING:
-    from entrypoint.cli import CommandGroups
+    from entrypoint.commands.groups import CommandGroups
 
-# coupling: E's Workspace layout (entrypoint/workspace.py: datasets/, registry.sqlite).
+# coupling: E's Workspace layout (entrypoint/workspace/gocryptfs.py: datasets/, registry.sqlite).
 DATASETS_DIR = "datasets"
 REGISTRY_FILE = "registry.sqlite"
 SUBJECTS_FILE = "subjects.csv"

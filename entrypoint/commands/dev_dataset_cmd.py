@@ -13,7 +13,7 @@ import typer
 from secure_trainer.devtools.synthetic_dataset import make_dataset, summarize
 
 if TYPE_CHECKING:
-    from entrypoint.cli import CommandGroups
+    from entrypoint.commands.groups import CommandGroups
 
 
 def dataset(

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import typer
 
 if TYPE_CHECKING:
-    from entrypoint.cli import CommandGroups
+    from entrypoint.commands.groups import CommandGroups
 
 
 def register(root: typer.Typer, groups: "CommandGroups") -> None:
@@ -24,7 +24,7 @@ def register(root: typer.Typer, groups: "CommandGroups") -> None:
     ) -> None:
         """Write a random-weight SD1.x model: a diffusers folder and an LDM single file."""
         from secure_trainer.devtools.tiny_model import make_tiny_model, summarize
-        from secure_trainer.model_loading import quiet_hf
+        from secure_trainer.models.loading import quiet_hf
 
         out.mkdir(parents=True, exist_ok=True)
         with quiet_hf():

@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from entrypoint.devvault import PID_FILE, DevVault
 from entrypoint.errors import ConfigError
+from entrypoint.vault.devserver import PID_FILE, DevVault
 
 if TYPE_CHECKING:
-    from entrypoint.cli import CommandGroups
+    from entrypoint.commands.groups import CommandGroups
 
 
 def default_workdir() -> Path:

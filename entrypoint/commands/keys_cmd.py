@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from entrypoint.keys import KeyManager, KeyStatus, crash_at_from_env
-from entrypoint.vault import VaultClient
-from entrypoint.vault_settings import VaultSettings
+from entrypoint.vault.client import VaultClient
+from entrypoint.vault.settings import VaultSettings
+from entrypoint.workspace.keys import KeyManager, KeyStatus, crash_at_from_env
 
 if TYPE_CHECKING:
-    from entrypoint.cli import CommandGroups
+    from entrypoint.commands.groups import CommandGroups
 
 _CIPHER_HELP = "The gocryptfs cipher (encrypted) directory of the workspace."
 
@@ -29,7 +29,9 @@ _CIPHER_HELP = "The gocryptfs cipher (encrypted) directory of the workspace."
 @contextmanager
 def _key_manager(cipher_dir: Path) -> Iterator[KeyManager]:
     """Settings from env, Vault login, KeyManager; revokes an owned token on the way out."""
-    from entrypoint.workspace import Gocryptfs  # coupling: E's gocryptfs wrapper (workspace.py)
+    from entrypoint.workspace.gocryptfs import (
+        Gocryptfs,  # coupling: E's gocryptfs wrapper (workspace.py)
+    )
 
     env = os.environ
     settings = VaultSettings.from_env(env)

@@ -17,17 +17,17 @@ import typer
 from entrypoint.errors import ConfigError
 
 if TYPE_CHECKING:
-    from entrypoint.cli import CommandGroups
+    from entrypoint.commands.groups import CommandGroups
     from entrypoint.policy.context import AuditModeName
     from secure_trainer.settings import TrainSettings
 
-# coupling: the lifecycle's default training identity (entrypoint/privileges.py trainer_ids).
+# coupling: the lifecycle's default training identity (entrypoint/run/privileges.py trainer_ids).
 _DEFAULT_TRAINER_IDS = (10001, 10001)
 
 
 def _trainer_ids() -> tuple[int, int]:
     try:
-        from entrypoint.privileges import trainer_ids  # lazy: helper E's module
+        from entrypoint.run.privileges import trainer_ids  # lazy: helper E's module
     except ImportError:
         return _DEFAULT_TRAINER_IDS
     uid, gid = trainer_ids()
@@ -47,7 +47,7 @@ def _drop_ids(no_drop: bool, uid: int | None, gid: int | None) -> tuple[int, int
 def _train_settings(args: list[str]) -> TrainSettings | None:
     if not args:
         return None
-    from secure_trainer.config import parse_train_args  # lazy: helper A's parser
+    from secure_trainer.kohya.config import parse_train_args  # lazy: helper A's parser
 
     def _warn(message: str) -> None:
         print(f"warning: {message}", file=sys.stderr)

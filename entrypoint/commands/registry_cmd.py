@@ -24,7 +24,7 @@ from entrypoint.secret import Secret
 from secure_trainer.registry import ErasurePlan, ErasureReport, Registry
 
 if TYPE_CHECKING:
-    from entrypoint.cli import CommandGroups
+    from entrypoint.commands.groups import CommandGroups
 
 # coupling: E's workspace layout (audit/ dir) and applog file name.
 AUDIT_LOG_RELPATH = Path("audit") / "app.jsonl"
@@ -52,8 +52,8 @@ def _audit_key(from_stdin: bool) -> Secret:
         if not key:
             raise ConfigError("--audit-key-stdin was given but stdin held no key")
         return key
-    from entrypoint.vault import VaultClient
-    from entrypoint.vault_settings import VaultSettings
+    from entrypoint.vault.client import VaultClient
+    from entrypoint.vault.settings import VaultSettings
 
     with VaultClient.from_settings(VaultSettings.from_env(os.environ)) as vault:
         vault.login()
@@ -91,7 +91,7 @@ def _execute(ws: Path, registry: Registry, plan: ErasurePlan, yes: bool, key_std
     if not yes:
         typer.echo("nothing deleted: re-run with --yes to delete all of the above")
         return None
-    from entrypoint.applog import AppAuditLog  # coupling: E's hash-chained app log
+    from entrypoint.audit.applog import AppAuditLog  # coupling: E's hash-chained app log
 
     key = _audit_key(key_stdin)  # SECURITY: before deleting — never an unrecorded erasure
     try:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import typer
 
 if TYPE_CHECKING:
-    from entrypoint.cli import CommandGroups
+    from entrypoint.commands.groups import CommandGroups
 
 
 def register(root: typer.Typer, groups: CommandGroups) -> None:
@@ -28,11 +28,11 @@ def register(root: typer.Typer, groups: CommandGroups) -> None:
         Needs ST_CIPHER_DIR, ST_MOUNTPOINT and the Vault env (see README); ST_AUDIT_MODE
         (kernel|host|app, default app) picks who owns the kernel audit rules.
         """
-        from entrypoint.audit import Auditctl
-        from entrypoint.lifecycle import Lifecycle, RunSettings
-        from entrypoint.vault import VaultClient
-        from entrypoint.vault_settings import VaultSettings
-        from entrypoint.workspace import Gocryptfs
+        from entrypoint.audit.auditctl import Auditctl
+        from entrypoint.run.lifecycle import Lifecycle, RunSettings
+        from entrypoint.vault.client import VaultClient
+        from entrypoint.vault.settings import VaultSettings
+        from entrypoint.workspace.gocryptfs import Gocryptfs
 
         env = dict(os.environ)
         vault_settings = VaultSettings.from_env(env)

@@ -1,7 +1,7 @@
 """`secure-trainer train [kohya flags...]`: the trainer alone, without the secure lifecycle.
 
 Kohya's `train_network.py` flags (and `--config_file` / `--dataset_config`) pass through
-untouched to `secure_trainer.config.parse_train_args`; our own flags are kebab-case:
+untouched to `secure_trainer.kohya.config.parse_train_args`; our own flags are kebab-case:
 `--log-level`, `--quiet`, `--progress-every`. `--help` prints the Kohya-flag help.
 SECURITY: the environment is hardened (offline, no telemetry) before diffusers is imported;
 output is numbers only (progress + one summary line), never a path, file name or caption.
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import typer
 
 if TYPE_CHECKING:
-    from entrypoint.cli import CommandGroups
+    from entrypoint.commands.groups import CommandGroups
 
 _OUR_HELP = """
 secure-trainer options (kebab-case, ours):
@@ -26,7 +26,7 @@ secure-trainer options (kebab-case, ours):
 
 
 def _help_text() -> str:
-    from secure_trainer.config import build_parser
+    from secure_trainer.kohya.config import build_parser
 
     return build_parser().format_help() + _OUR_HELP
 
@@ -40,9 +40,9 @@ def run_train(kohya_args: list[str], *, log_level: str, quiet: bool, progress_ev
 
     harden_env()
     logger = configure_quiet_logging(log_level)
-    from secure_trainer.config import parse_train_args
-    from secure_trainer.progress import RunSummary, format_summary, make_progress
-    from secure_trainer.train_loop import train
+    from secure_trainer.kohya.config import parse_train_args
+    from secure_trainer.train.loop import train
+    from secure_trainer.train.progress import RunSummary, format_summary, make_progress
 
     settings = parse_train_args(kohya_args, warn=logger.warning)
     progress = make_progress(sys.stderr, quiet=quiet, every=progress_every)

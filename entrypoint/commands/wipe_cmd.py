@@ -1,6 +1,6 @@
 """`secure-trainer wipe [--dry-run] [--path P ...]`: wipe temp files and caches, print counts.
 
-Without --path the targets are `entrypoint.wipe.default_targets()` (the host's /tmp only inside a
+Without --path the targets are `entrypoint.run.wipe.default_targets()` (the host's /tmp only inside a
 container). Must never: print a file name or path.
 """
 
@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import typer
 
 if TYPE_CHECKING:
-    from entrypoint.cli import CommandGroups
+    from entrypoint.commands.groups import CommandGroups
 
 
 def register(root: typer.Typer, groups: CommandGroups) -> None:
@@ -29,7 +29,7 @@ def register(root: typer.Typer, groups: CommandGroups) -> None:
     ) -> None:
         """Overwrite-then-unlink temp files and caches; exit 5 if anything could not be removed."""
         from entrypoint.errors import WorkspaceError
-        from entrypoint.wipe import default_targets, wipe
+        from entrypoint.run.wipe import default_targets, wipe
 
         targets = list(paths) if paths else default_targets()
         report = wipe(targets, dry_run=dry_run)

@@ -17,7 +17,7 @@ import typer
 from entrypoint.secret import Secret
 
 if TYPE_CHECKING:
-    from entrypoint.cli import CommandGroups
+    from entrypoint.commands.groups import CommandGroups
 
 _CIPHER_HELP = "The gocryptfs cipher (encrypted) directory of the workspace."
 _MOUNT_HELP = "Where the decrypted workspace is mounted (must be empty)."
@@ -26,10 +26,10 @@ _MOUNT_HELP = "Where the decrypted workspace is mounted (must be empty)."
 def _vault_passphrase(cipher_dir: Path) -> Secret:
     """Log in to Vault from env and fetch the passphrase that opens the workspace."""
     # Lazy: Vault modules (hvac) load only for the command that needs them.
-    from entrypoint.keys import KeyManager
-    from entrypoint.vault import VaultClient
-    from entrypoint.vault_settings import VaultSettings
-    from entrypoint.workspace import Gocryptfs
+    from entrypoint.vault.client import VaultClient
+    from entrypoint.vault.settings import VaultSettings
+    from entrypoint.workspace.gocryptfs import Gocryptfs
+    from entrypoint.workspace.keys import KeyManager
 
     with VaultClient.from_settings(VaultSettings.from_env(os.environ)) as vault:
         vault.login()
@@ -39,7 +39,7 @@ def _vault_passphrase(cipher_dir: Path) -> Secret:
 def register(root: typer.Typer, groups: CommandGroups) -> None:
     """Add `workspace open`, `workspace close` and `workspace status`."""
     del root
-    from entrypoint.workspace import Gocryptfs, Workspace
+    from entrypoint.workspace.gocryptfs import Gocryptfs, Workspace
 
     @groups.workspace.command("open")
     def open_cmd(

@@ -20,9 +20,8 @@ if TYPE_CHECKING:
     from entrypoint.policy.profiles import Profile
     from secure_trainer.settings import TrainSettings
 
-__all__ = ["PHASES", "PHASE_SECTIONS", "AuditModeName", "Canary", "Phase", "PolicyContext", "TokenInfo", "parse_canary"]
+__all__ = ["AuditModeName", "Canary", "PolicyContext", "TokenInfo", "parse_canary"]
 
-Phase = Literal["pre-mount", "post-mount"]
 AuditModeName = Literal["kernel", "host", "app"]
 LOG_LEVELS: tuple[str, ...] = ("debug", "info", "warning", "error", "critical")
 
@@ -87,11 +86,3 @@ def parse_canary(value: str) -> Canary:
     if not sep or not 0 < port < 65536:
         raise ConfigError("canary port must be 1..65535")
     return Canary(host=host, port=port)
-
-
-PHASES: tuple[Phase, ...] = ("pre-mount", "post-mount")
-# coupling: which fact sections each lifecycle phase gathers; a rule's facts must fit in one.
-PHASE_SECTIONS: dict[str, frozenset[str]] = {
-    "pre-mount": frozenset({"process", "fs", "network", "gpu", "vault", "audit", "training"}),
-    "post-mount": frozenset({"fs", "model", "dataset"}),
-}

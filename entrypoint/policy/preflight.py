@@ -10,11 +10,12 @@ from __future__ import annotations
 import logging
 
 from entrypoint.errors import ConfigError
-from entrypoint.policy.context import PHASE_SECTIONS, Phase, PolicyContext
+from entrypoint.policy.context import PolicyContext
 from entrypoint.policy.decision import Decision
 from entrypoint.policy.engine import evaluate
 from entrypoint.policy.facts import SECTIONS, Facts
 from entrypoint.policy.gatherers import gather_facts
+from entrypoint.policy.phases import PHASE_SECTIONS, Phase
 
 __all__ = ["check", "preflight"]
 

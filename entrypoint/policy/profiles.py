@@ -18,13 +18,13 @@ from typing import Any
 import yaml
 
 from entrypoint.errors import ConfigError
-from entrypoint.policy.context import PHASE_SECTIONS, PHASES
-from entrypoint.policy.engine import (
+from entrypoint.policy.cel import (
     CompiledExpression,
     RuleSyntaxError,
     compile_expression,
     template_references,
 )
+from entrypoint.policy.phases import PHASE_SECTIONS, PHASES
 
 __all__ = ["Profile", "Rule", "builtin_profiles", "load_profile", "policy_dir"]
 

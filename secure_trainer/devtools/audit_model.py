@@ -24,7 +24,7 @@ def calibrate_vae(diffusers_dir: Path, out: Path, *, probe_images: int = 8) -> P
     """
     from diffusers import AutoencoderKL
 
-    from secure_trainer.model_loading import SD1_VAE_SCALE
+    from secure_trainer.models.loading import SD1_VAE_SCALE
 
     if out.exists():
         shutil.rmtree(out)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -17,17 +16,19 @@ import torch
 
 from secure_trainer.devtools.ldm_layout import to_ldm_state_dict
 from secure_trainer.devtools.tokenizer import MAX_LENGTH, write_tokenizer
+from secure_trainer.models.families import (
+    FORMAT_SD1_LDM,
+    META_FORMAT,
+    META_MERGES,
+    META_TEXT_ENCODER,
+    META_UNET,
+    META_VAE,
+    META_VOCAB,
+    sd15_config,
+)
 
 SEED = 1234
 SINGLE_FILE_NAME = "tiny-sd15.safetensors"
-# coupling: model_loading reads these metadata keys to rebuild the modules offline.
-META_FORMAT = "secure_trainer.format"
-META_UNET = "secure_trainer.unet_config"
-META_VAE = "secure_trainer.vae_config"
-META_TEXT_ENCODER = "secure_trainer.text_encoder_config"
-META_VOCAB = "secure_trainer.tokenizer_vocab"
-META_MERGES = "secure_trainer.tokenizer_merges"
-FORMAT_SD1_LDM = "sd1-ldm"
 
 
 @dataclass(frozen=True)
@@ -38,14 +39,6 @@ class TinyModelPaths:
     """Diffusers pipeline folder (model_index.json, unet/, text_encoder/, tokenizer/, vae/, scheduler/)."""
     single_file: Path
     """The same weights as one LDM-layout `.safetensors` checkpoint."""
-
-
-def sd15_config(name: str) -> dict[str, Any]:
-    """One of the bundled SD1.5 architecture configs (`unet`, `vae`, `text_encoder`, `scheduler`)."""
-    text = (resources.files("secure_trainer") / "data" / "sd15" / f"{name}_config.json").read_text(
-        encoding="utf-8")
-    loaded: dict[str, Any] = json.loads(text)
-    return loaded
 
 
 def _configs(full_size: bool, vocab_size: int) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
@@ -77,7 +70,7 @@ def make_tiny_model(out: Path, *, full_size: bool = False) -> TinyModelPaths:
     weights are stored in float16 (like pruned SD1.5 files) to halve the ~4 GB disk footprint.
     Raises nothing of ours; OSError if `out` is not writable.
     """
-    from secure_trainer.model_loading import quiet_hf
+    from secure_trainer.models.loading import quiet_hf
 
     out = Path(out)
     diffusers_dir = out / "diffusers"
@@ -124,7 +117,7 @@ def make_tiny_model(out: Path, *, full_size: bool = False) -> TinyModelPaths:
     }
     from safetensors.torch import save
 
-    from secure_trainer.export import canonical_header
+    from secure_trainer.kohya.export import canonical_header
 
     blob = save({k: v.contiguous() for k, v in ldm.items()}, metadata=metadata)
     single_file.write_bytes(canonical_header(blob))

@@ -131,7 +131,7 @@ class DPTraining:
         """Fix the privacy plan for this dataset; return the optimizer and the Poisson sampler."""
         from accelerate.state import PartialState
 
-        from secure_trainer.train_setup import make_plan as make_step_plan
+        from secure_trainer.train.setup import make_plan as make_step_plan
 
         if PartialState().num_processes > 1:
             raise ConfigError("--dp runs on one process (multi-GPU DP-SGD is not supported)")
@@ -148,7 +148,7 @@ class DPTraining:
                   number: int) -> float:
         """Per-example forward/backward/clip over `batch`, then noise; gradients land in
         `.grad`. Returns the batch's mean loss (the previous one for an empty batch)."""
-        from secure_trainer.train_step import batch_loss
+        from secure_trainer.train.step import batch_loss
 
         plan = self.plan
         total = [torch.zeros_like(p, dtype=torch.float32) for p in self._params]

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from secure_trainer.dataset import Batch
+from secure_trainer.data.dataset import Batch
 
 
 @dataclass(frozen=True)

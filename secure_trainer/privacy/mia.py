@@ -21,9 +21,9 @@ from typing import Any
 import torch
 
 from secure_trainer.errors import ConfigError, DataRejected
-from secure_trainer.noise import generator_for
 from secure_trainer.privacy.mia_metrics import AttackMetrics, attack_metrics
 from secure_trainer.settings import DatasetSettings, NetworkSettings
+from secure_trainer.train.noise import generator_for
 
 SCHEMA = "secure-trainer/mia/1"
 MIN_IMAGES = 5
@@ -124,9 +124,9 @@ def load_images(folder: Path, *, resolution: int, caption_extension: str) -> Any
 
     Raises DataRejected for a missing folder or fewer than MIN_IMAGES images.
     """
-    from secure_trainer.dataset import KohyaDataset
-    from secure_trainer.dataset_config import datasets_from_folders
-    from secure_trainer.image_io import list_images
+    from secure_trainer.data.dataset import KohyaDataset
+    from secure_trainer.data.image_io import list_images
+    from secure_trainer.kohya.dataset_config import datasets_from_folders
     from secure_trainer.settings import SubsetSettings
 
     if not folder.is_dir():
@@ -153,9 +153,9 @@ class LossProbe:
 
         Raises DataRejected for a pickle or malformed file, or a LoRA that does not fit.
         """
-        from secure_trainer.export import load_kohya_into, read_lora
-        from secure_trainer.lora import inject_lora
-        from secure_trainer.model_loading import load_base_model
+        from secure_trainer.kohya.export import load_kohya_into, read_lora
+        from secure_trainer.models.loading import load_base_model
+        from secure_trainer.models.lora import inject_lora
 
         if settings.lora.suffix != ".safetensors" or not settings.lora.is_file():
             raise DataRejected("the LoRA must be an existing .safetensors file")
@@ -171,7 +171,7 @@ class LossProbe:
 
     def losses(self, dataset: Any) -> list[tuple[float, float]]:
         """(base loss, LoRA loss) per image, each the mean over the timestep × noise grid."""
-        from secure_trainer.text_encoding import encode, tokenize
+        from secure_trainer.models.text_encoding import encode, tokenize
 
         s, base, dev = self.settings, self.base, self.device
         t = torch.tensor([ts for ts in self.timesteps for _ in range(s.noises)], dtype=torch.int64)

@@ -70,7 +70,7 @@ def container_case(dev_vault: Any, tiny_model: Any, tiny_dataset: Path,
     dataset = unique_dataset(tiny_dataset, root / "src-data", salt)
     case = prepare(dev_vault, root / "case", tiny_model, dataset)
     # Owner-only, as `data import` writes them: the run itself must give uid 10001 read access
-    # to exactly its model and dataset (entrypoint/data_access.py).
+    # to exactly its model and dataset (entrypoint/workspace/grants.py).
     with case.opened() as ws:
         for top in (ws.models_dir, ws.datasets_dir):
             for path in [top, *top.rglob("*")]:

@@ -23,12 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from entrypoint.audit import Auditctl
-from entrypoint.devvault import DevVault
-from entrypoint.keys import KeyManager
-from entrypoint.vault import VaultClient
-from entrypoint.vault_settings import VaultSettings
-from entrypoint.workspace import Gocryptfs, Workspace
+from entrypoint.audit.auditctl import Auditctl
+from entrypoint.vault.client import VaultClient
+from entrypoint.vault.devserver import DevVault
+from entrypoint.vault.settings import VaultSettings
+from entrypoint.workspace.gocryptfs import Gocryptfs, Workspace
+from entrypoint.workspace.keys import KeyManager
 
 TRAIN_ARGS = ["--pretrained_model_name_or_path", "models/tiny", "--train_data_dir",
               "datasets/demo", "--caption_extension", ".txt", "--resolution", "64",
@@ -128,7 +128,7 @@ def raw_vault_server(factory: Any) -> Iterator[RawVault]:
 
 def reachable() -> bool:
     """Whether the unprivileged training uid can reach this interpreter."""
-    from entrypoint.trainer_child import usable_by
+    from entrypoint.run.trainer_child import usable_by
 
     return usable_by(Path(sys.executable), 10001)
 

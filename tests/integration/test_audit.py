@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from entrypoint.audit import (
+from entrypoint.audit.auditctl import (
     Auditctl,
     AuditMode,
     AuditPaths,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from entrypoint.data_access import grant_group_read
+from entrypoint.workspace.grants import grant_group_read
 
 pytestmark = [pytest.mark.integration, pytest.mark.root]
 UID = GID = 10001

@@ -12,11 +12,11 @@ import torch
 from safetensors import safe_open
 from train_support import base_args, private_strings, run_cli, write_dataset_config
 
-from secure_trainer.config import parse_train_args
+from secure_trainer.kohya.config import parse_train_args
 from secure_trainer.privacy.dp import DPTraining
 from secure_trainer.privacy.dp_accounting import epsilon_after
 from secure_trainer.privacy.dp_record import read_record
-from secure_trainer.train_loop import train
+from secure_trainer.train.loop import train
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 

@@ -17,14 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from entrypoint.workspace import Gocryptfs
 
-from entrypoint.devvault import DevVault
 from entrypoint.errors import VaultError, WorkspaceError
-from entrypoint.keys import ROTATE_STEPS, KeyManager
 from entrypoint.secret import Secret
-from entrypoint.vault import VaultClient
-from entrypoint.vault_settings import VaultSettings
+from entrypoint.vault.client import VaultClient
+from entrypoint.vault.devserver import DevVault
+from entrypoint.vault.settings import VaultSettings
+from entrypoint.workspace.gocryptfs import Gocryptfs
+from entrypoint.workspace.keys import ROTATE_STEPS, KeyManager
 
 pytestmark = [pytest.mark.integration, pytest.mark.root]
 REPO = Path(__file__).resolve().parents[2]

@@ -61,7 +61,7 @@ def test_loads_in_diffusers_from_diffusers_folder(tiny_model: Any, trained_lora:
 def test_loads_in_diffusers_on_single_file_base(tiny_model: Any, trained_lora: Path) -> None:
     from diffusers import DDIMScheduler, StableDiffusionPipeline
 
-    from secure_trainer.model_loading import load_base_model
+    from secure_trainer.models.loading import load_base_model
 
     base = load_base_model(tiny_model.single_file)
     assert base.model_format == "single-file-safetensors"

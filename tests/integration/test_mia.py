@@ -13,11 +13,11 @@ import torch
 from train_support import private_strings
 
 from entrypoint.cli import main
-from secure_trainer.config import parse_train_args
 from secure_trainer.devtools.audit_model import calibrate_vae
 from secure_trainer.devtools.synthetic_dataset import make_dataset, make_holdout
+from secure_trainer.kohya.config import parse_train_args
 from secure_trainer.privacy.mia import MiaSettings, run_audit
-from secure_trainer.train_loop import train
+from secure_trainer.train.loop import train
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 

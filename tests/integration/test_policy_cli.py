@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from entrypoint.cli import main
-from tests.unit.test_policy_facts import (
+from tests.unit.entrypoint.policy.test_policy_facts import (
     write_clean_png,
     write_gps_jpeg,
     write_pickle_ckpt,

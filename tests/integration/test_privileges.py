@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from entrypoint.privileges import drop_privileges, preexec_drop, trainer_ids
+from entrypoint.run.privileges import drop_privileges, preexec_drop, trainer_ids
 
 pytestmark = [pytest.mark.integration, pytest.mark.root]
 

@@ -11,9 +11,9 @@ import torch
 from safetensors.torch import load_file
 from train_support import base_args, write_dataset_config
 
-from secure_trainer.config import parse_train_args
 from secure_trainer.errors import ConfigError
-from secure_trainer.train_loop import train
+from secure_trainer.kohya.config import parse_train_args
+from secure_trainer.train.loop import train
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from safetensors import safe_open
 
-from entrypoint.applog import verify
-from entrypoint.devvault import DevVault
+from entrypoint.audit.applog import verify
 from entrypoint.secret import Secret
+from entrypoint.vault.devserver import DevVault
 from tests.integration.run_support import RunProcess, app_events, prepare
 
 pytestmark = [pytest.mark.integration, pytest.mark.root, pytest.mark.slow]

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from entrypoint.audit import Auditctl, AuditMode, AuditPaths, AuditRule
-from entrypoint.devvault import DevVault
-from entrypoint.run_audit import LOADED_RULES_FILE, RunAudit
+from entrypoint.audit.auditctl import Auditctl, AuditMode, AuditPaths, AuditRule
+from entrypoint.audit.run_rules import LOADED_RULES_FILE, RunAudit
+from entrypoint.vault.devserver import DevVault
 from tests.conftest import REPO_ROOT
 from tests.integration.run_support import (
     RunProcess,

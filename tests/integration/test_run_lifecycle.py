@@ -12,16 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from entrypoint.applog import verify
-from entrypoint.devvault import DevVault
-from entrypoint.keys import KeyManager
-from entrypoint.vault import VaultClient
-from entrypoint.vault_settings import VaultSettings
-from entrypoint.workspace import Gocryptfs, Workspace
+from entrypoint.audit.applog import verify
+from entrypoint.vault.client import VaultClient
+from entrypoint.vault.devserver import DevVault
+from entrypoint.vault.settings import VaultSettings
+from entrypoint.workspace.gocryptfs import Gocryptfs, Workspace
+from entrypoint.workspace.keys import KeyManager
 
 
 def _reachable() -> bool:
-    from entrypoint.trainer_child import usable_by as _usable_by
+    from entrypoint.run.trainer_child import usable_by as _usable_by
 
     return _usable_by(Path(sys.executable), 10001)
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from entrypoint.audit import Auditctl
+from entrypoint.audit.auditctl import Auditctl
 from tests.integration.leakprobe import (
     LeakProbe,
     dataset_needles,

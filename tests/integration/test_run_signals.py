@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from entrypoint.run_audit import LOADED_RULES_FILE
-from entrypoint.runmarker import read_run_marker
+from entrypoint.audit.run_rules import LOADED_RULES_FILE
+from entrypoint.run.marker import read_run_marker
 from tests.integration.run_support import (
     PHASES,
     RawVault,

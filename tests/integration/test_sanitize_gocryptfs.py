@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from entrypoint.cli import main
-from tests.unit.test_sanitize_samples import CANARIES, make_full_jpeg
+from tests.unit.secure_trainer.privacy.test_sanitize_samples import CANARIES, make_full_jpeg
 
 pytestmark = [pytest.mark.integration, pytest.mark.root]
 PASSPHRASE = b"integration-test-passphrase-0001"
@@ -26,7 +26,7 @@ def mounted(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
     cipher, mnt = tmp_path / "cipher", tmp_path / "mnt"
     cipher.mkdir()
     mnt.mkdir()
-    # SECURITY: the passphrase goes through stdin, as in entrypoint/workspace.py.
+    # SECURITY: the passphrase goes through stdin, as in entrypoint/workspace/gocryptfs.py.
     subprocess.run(["gocryptfs", "-init", "-q", str(cipher)], input=PASSPHRASE, check=True,
                    timeout=60, capture_output=True)
     subprocess.run(["gocryptfs", "-q", str(cipher), str(mnt)], input=PASSPHRASE, check=True,

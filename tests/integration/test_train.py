@@ -13,9 +13,9 @@ import torch
 from safetensors import safe_open
 from train_support import base_args, private_strings, write_dataset_config
 
-from secure_trainer.config import parse_train_args
-from secure_trainer.export import KEY_RE
-from secure_trainer.train_loop import train
+from secure_trainer.kohya.config import parse_train_args
+from secure_trainer.kohya.export import KEY_RE
+from secure_trainer.train.loop import train
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
@@ -96,9 +96,9 @@ def test_kohya_objective_and_optimisation_flags(tiny_model: Any, tiny_dataset: P
 
 def test_latent_cache_holds_each_image_and_its_flip_in_memory(tiny_model: Any, tiny_dataset: Path,
                                                               tmp_path: Path) -> None:
-    from secure_trainer.latent_cache import LatentCache
-    from secure_trainer.model_loading import load_base_model
-    from secure_trainer.train_setup import build_dataset, fill_cache
+    from secure_trainer.data.latent_cache import LatentCache
+    from secure_trainer.models.loading import load_base_model
+    from secure_trainer.train.setup import build_dataset, fill_cache
 
     cfg = write_dataset_config(tiny_dataset, tmp_path / "ds.toml", flip_aug=True)
     settings = _settings(base_args(tiny_model.diffusers_dir, cfg, tmp_path / "out"))

@@ -11,7 +11,7 @@ import textwrap
 
 import pytest
 
-from entrypoint.trainer_child import child_preexec
+from entrypoint.run.trainer_child import child_preexec
 from tests.integration.run_support import gone, reachable, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.root]
@@ -44,7 +44,7 @@ def test_child_is_killed_when_its_parent_is_sigkilled() -> None:
     """A parent (stand-in for `run`) starts a child with `child_preexec`, then dies by SIGKILL."""
     parent_code = textwrap.dedent("""
         import subprocess, sys, time
-        from entrypoint.trainer_child import child_preexec
+        from entrypoint.run.trainer_child import child_preexec
         child = subprocess.Popen(["sleep", "300"], preexec_fn=child_preexec(None))
         print(child.pid, flush=True)
         time.sleep(300)

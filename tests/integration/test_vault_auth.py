@@ -29,12 +29,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
-from entrypoint.devvault import DevVault, site_policy
 from entrypoint.errors import VaultAuthError, VaultError, VaultUnreachable
 from entrypoint.secret import Secret
-from entrypoint.vault import VaultClient
-from entrypoint.vault_auth import AUTH_METHODS
-from entrypoint.vault_settings import AuthKind, VaultSettings
+from entrypoint.vault.auth import AUTH_METHODS
+from entrypoint.vault.client import VaultClient
+from entrypoint.vault.devserver import DevVault, site_policy
+from entrypoint.vault.settings import AuthKind, VaultSettings
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]

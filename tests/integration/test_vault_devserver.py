@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from entrypoint.devvault import PID_FILE, DevVault
 from entrypoint.secret import Secret
-from entrypoint.vault import VaultClient
-from entrypoint.vault_settings import VaultSettings
+from entrypoint.vault.client import VaultClient
+from entrypoint.vault.devserver import PID_FILE, DevVault
+from entrypoint.vault.settings import VaultSettings
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]

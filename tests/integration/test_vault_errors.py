@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from entrypoint.devvault import DevVault
 from entrypoint.errors import (
     SecretMissing,
     VaultAuthError,
@@ -22,8 +21,9 @@ from entrypoint.errors import (
     VaultUnreachable,
 )
 from entrypoint.secret import Secret
-from entrypoint.vault import VaultClient
-from entrypoint.vault_settings import VaultSettings
+from entrypoint.vault.client import VaultClient
+from entrypoint.vault.devserver import DevVault
+from entrypoint.vault.settings import VaultSettings
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from entrypoint.devvault import DevVault
 from entrypoint.errors import VaultAuthError
-from entrypoint.vault import VaultClient
-from entrypoint.vault_settings import VaultSettings
+from entrypoint.vault.client import VaultClient
+from entrypoint.vault.devserver import DevVault
+from entrypoint.vault.settings import VaultSettings
 
 pytestmark = pytest.mark.integration
 KEY_PATH = "secure-trainer/renewal-test"

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from entrypoint.errors import ConfigError
+from entrypoint.run.wipe import default_targets, in_container, wipe
 from entrypoint.secret import Secret
-from entrypoint.wipe import default_targets, in_container, wipe
-from entrypoint.workspace import Gocryptfs
+from entrypoint.workspace.gocryptfs import Gocryptfs
 
 pytestmark = [pytest.mark.integration]
 

@@ -18,7 +18,7 @@ import pytest
 
 from entrypoint.errors import WorkspaceError
 from entrypoint.secret import Secret
-from entrypoint.workspace import LAYOUT, Gocryptfs, Workspace
+from entrypoint.workspace.gocryptfs import LAYOUT, Gocryptfs, Workspace
 
 pytestmark = [pytest.mark.integration, pytest.mark.root]
 CANARY = b"canary-plaintext-7f3e9a"
@@ -148,9 +148,9 @@ def _cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[st
 
 
 def test_cli_open_status_close_and_audit_verify_with_vault(dev_vault: Any, tmp_path: Path) -> None:
-    from entrypoint.applog import AppAuditLog
-    from entrypoint.vault import VaultClient
-    from entrypoint.vault_settings import VaultSettings
+    from entrypoint.audit.applog import AppAuditLog
+    from entrypoint.vault.client import VaultClient
+    from entrypoint.vault.settings import VaultSettings
 
     path = f"secure-trainer/ws-{uuid.uuid4().hex[:8]}"
     env = dev_vault.add_workspace_role(f"role-{uuid.uuid4().hex[:8]}", tmp_path / "creds",

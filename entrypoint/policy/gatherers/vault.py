@@ -2,7 +2,7 @@
 
 Reads variable *presence* and the address scheme/host only; never reads or keeps a token,
 a secret_id or the address itself (the address may name internal infrastructure).
-coupling: variable names are those of entrypoint/vault_settings.py (helper D's VaultSettings).
+coupling: variable names are those of entrypoint/vault/settings.py (helper D's VaultSettings).
 """
 
 from __future__ import annotations

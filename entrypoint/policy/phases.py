@@ -1,0 +1,19 @@
+"""The lifecycle phases a policy is evaluated in, and which fact sections each one gathers.
+
+Its own module so `profiles.py` (checks a rule's phase) and `context.py` (names the profile)
+do not import each other.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+__all__ = ["PHASES", "PHASE_SECTIONS", "Phase"]
+
+Phase = Literal["pre-mount", "post-mount"]
+PHASES: tuple[Phase, ...] = ("pre-mount", "post-mount")
+# coupling: which fact sections each lifecycle phase gathers; a rule's facts must fit in one.
+PHASE_SECTIONS: dict[str, frozenset[str]] = {
+    "pre-mount": frozenset({"process", "fs", "network", "gpu", "vault", "audit", "training"}),
+    "post-mount": frozenset({"fs", "model", "dataset"}),
+}

@@ -1,0 +1,360 @@
+"""The `run` lifecycle: policy → Vault → key → mount → audit → train (unprivileged) → seal → teardown.
+
+Every phase writes one app-audit record; teardown (remove our kernel audit rules, wipe the run's
+tmp and the scratch targets, unmount, revoke the token, clear the run marker) runs on success,
+error and SIGINT/SIGTERM (raised as `Interrupted`). Steps that must not be cut in half (login,
+mount, rule load, teardown) run with signals deferred (`entrypoint/run/signals.py`). A run killed by
+SIGKILL is cleaned up by the next start (`entrypoint/run/recovery.py`).
+SECURITY: the passphrase only travels Vault → bytearray → gocryptfs stdin and is wiped after the
+mount; the training child gets a minimal env (no VAULT_*), its output passes the redactor.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from entrypoint.audit.applog import AppAuditLog
+from entrypoint.audit.auditctl import Auditctl, AuditMode, AuditPaths
+from entrypoint.audit.run_rules import RunAudit
+from entrypoint.errors import (
+    ConfigError,
+    DataRejected,
+    SecureTrainerError,
+    TrainingError,
+)
+from entrypoint.run.marker import clear_run_marker, write_run_marker
+from entrypoint.run.recovery import StaleRun, recover_stale_run, wipe_stale_tmp
+from entrypoint.run.signals import deferred_signals
+from entrypoint.run.trainer_child import run_trainer, usable_by
+from entrypoint.run.wipe import default_targets, wipe
+from entrypoint.vault.client import VaultClient
+from entrypoint.workspace.gocryptfs import Gocryptfs, Workspace
+from entrypoint.workspace.grants import grant_group_read
+from entrypoint.workspace.keys import KeyManager
+
+AUDIT_LOG = "app.jsonl"  # coupling: registry_cmd AUDIT_LOG_RELPATH = audit/app.jsonl
+_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
+# Exit codes of the child that keep their meaning for the user (config / data problems).
+_CHILD_ERRORS: dict[int, type[SecureTrainerError]] = {2: ConfigError, 8: DataRejected}
+# The audit log records the guarantee; the manifest (inside the workspace) keeps the full record.
+_DP_AUDIT_FIELDS = ("epsilon", "delta", "noise_multiplier", "max_grad_norm", "sample_rate", "steps",
+                    "accountant",
+                    "target_epsilon", "budget_exhausted")
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """What one `run` needs; built from flags/env once, in `from_env`."""
+
+    cipher_dir: Path
+    mountpoint: Path
+    state_dir: Path
+    policy: str
+    train_args: tuple[str, ...]
+    train_ids: tuple[int, int] | None = (10001, 10001)
+    owner: str = "unspecified"
+    purpose: str = "unspecified"
+    legal_basis: str = "unspecified"
+    extra_env: dict[str, str] = field(default_factory=dict)
+    audit_mode: AuditMode = AuditMode.APP
+    vault_files: tuple[Path, ...] = ()
+    """Vault credential files (token, role_id, secret_id, JWT) the kernel rules watch."""
+    canary: str | None = None
+    """ST_POLICY_CANARY: an IP:PORT that must stay unreachable (egress proof for the policy)."""
+
+    @classmethod
+    def from_env(cls, env: dict[str, str], *, policy: str, train_args: list[str],
+                 vault_files: tuple[Path, ...] = ()) -> RunSettings:
+        """Read ST_CIPHER_DIR, ST_MOUNTPOINT, ST_STATE_DIR, ST_TRAIN_UID/GID, ST_AUDIT_MODE
+        (kernel|host|app, default app; the same variable `policy check` reads).
+
+        Raises ConfigError.
+        """
+        try:
+            cipher, mnt = Path(env["ST_CIPHER_DIR"]), Path(env["ST_MOUNTPOINT"])
+        except KeyError:
+            raise ConfigError("set ST_CIPHER_DIR and ST_MOUNTPOINT (the encrypted workspace)") from None
+        raw_uid = env.get("ST_TRAIN_UID", "10001")
+        ids: tuple[int, int] | None = None
+        if raw_uid != "none" and os.geteuid() == 0:
+            try:
+                uid = int(raw_uid)
+                ids = (uid, int(env.get("ST_TRAIN_GID", str(uid))))
+            except ValueError:
+                raise ConfigError("ST_TRAIN_UID/ST_TRAIN_GID must be numbers or 'none'") from None
+        return cls(cipher_dir=cipher, mountpoint=mnt,
+                   state_dir=Path(env.get("ST_STATE_DIR", "/run/secure-trainer")),
+                   policy=policy, train_args=tuple(train_args),
+                   train_ids=ids, audit_mode=AuditMode.parse(env.get("ST_AUDIT_MODE", "app")),
+                   vault_files=vault_files, canary=env.get("ST_POLICY_CANARY") or None,
+                   owner=env.get("ST_OWNER", "unspecified"),
+                   purpose=env.get("ST_PURPOSE", "unspecified"),
+                   legal_basis=env.get("ST_LEGAL_BASIS", "unspecified"))
+
+
+_usable_by = usable_by  # coupling: older tests import it from here
+
+
+def _program() -> Path | None:
+    """The secure-trainer console script of this installation (watched by the kernel rules)."""
+    beside = Path(sys.executable).parent / "secure-trainer"
+    if beside.is_file():
+        return beside
+    found = shutil.which("secure-trainer")
+    return Path(found) if found else None
+
+
+def _has_flag(args: tuple[str, ...], name: str) -> bool:
+    return any(a == name or a.startswith(name + "=") for a in args)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class Lifecycle:
+    """One secure run; side-effecting clients are passed in."""
+
+    def __init__(self, settings: RunSettings, *, vault: VaultClient, gocryptfs: Gocryptfs,
+                 auditctl: Auditctl, echo: Callable[[str], None]) -> None:
+        self._s = settings
+        self._vault = vault
+        self._fs = gocryptfs
+        self._echo = echo
+        self._ws = Workspace(gocryptfs, settings.cipher_dir, settings.mountpoint)
+        self._kaudit = RunAudit(settings.audit_mode, auditctl, settings.state_dir)
+        self._log: AppAuditLog | None = None
+        self._pending: list[tuple[str, dict[str, object]]] = []
+        self._mounted = False  # only what this run mounted is unmounted by its teardown
+        self._stale: StaleRun | None = None
+        self.run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:8]
+
+    def _audit(self, event: str, **fields: object) -> int | None:
+        if self._log is None:
+            self._pending.append((event, fields))
+            return None
+        return self._log.append(event, run_id=self.run_id, **fields)
+
+    def _phase(self, name: str) -> None:
+        self._echo(f"[{name}]")
+
+    def _wipe_targets(self) -> list[Path]:
+        """The scratch targets, minus any that hold what must survive the run.
+
+        SECURITY: in the image /tmp is a target; a cipher dir or a Vault credential file that
+        a site put below it must not be erased with it (that would lose the workspace).
+        """
+        s = self._s
+        keep = [Path(os.path.realpath(p)) for p in (s.cipher_dir, *s.vault_files)]
+        return [t for t in default_targets(dict(os.environ), state_dir=s.state_dir)
+                if not any(k.is_relative_to(os.path.realpath(t)) for k in keep)]
+
+    def _audit_paths(self) -> AuditPaths:
+        s = self._s
+        return AuditPaths(workspace=s.mountpoint, cipher_dir=s.cipher_dir,
+                          trainer_uid=s.train_ids[0] if s.train_ids else os.geteuid(),
+                          binary=_program(), vault_files=s.vault_files)
+
+    def _preflight(self, phase: str, train: object | None) -> None:
+        from entrypoint.policy import PolicyContext, load_profile, parse_canary
+        from entrypoint.policy.preflight import preflight
+
+        s = self._s
+        ctx = PolicyContext(profile=load_profile(s.policy), train=train,  # type: ignore[arg-type]
+                            workspace_dir=s.mountpoint, cipher_dir=s.cipher_dir,
+                            drop_ids=s.train_ids, audit_mode=s.audit_mode.value,
+                            canary=parse_canary(s.canary) if s.canary else None)
+        try:
+            decision = preflight(phase, ctx)  # type: ignore[arg-type]
+        except SecureTrainerError as err:
+            dec = getattr(err, "decision", None)
+            self._audit("policy_denied", **{"phase": phase,
+                                            **(dec.to_audit_fields() if dec is not None else {})})
+            raise
+        self._audit("policy", **{"phase": phase, **decision.to_audit_fields()})
+
+    def execute(self) -> Path:
+        """Run every phase; returns the LoRA's path inside the workspace. Raises our typed errors."""
+        s = self._s
+        owns_marker = False
+        try:
+            with deferred_signals():
+                self._stale = recover_stale_run(s.state_dir, gocryptfs=self._fs,
+                                                run_audit=self._kaudit,
+                                                wipe_targets=self._wipe_targets())
+                if self._stale is not None:
+                    self._audit("recovered_stale_run", **self._stale.audit_fields())
+                owns_marker = True
+                write_run_marker(s.state_dir, self.run_id, s.mountpoint)
+            self._phase("policy")
+            self._preflight("pre-mount", None)
+            self._phase("vault")
+            with deferred_signals():  # a token issued mid-signal must still be revoked
+                self._vault.login()
+            self._vault.start_renewal()
+            self._audit("vault_login")
+            passphrase = KeyManager(self._vault, self._fs, s.cipher_dir).open_passphrase()
+            self._phase("workspace")
+            with deferred_signals():  # gocryptfs daemonizes: never leave a mount teardown missed
+                try:
+                    # runs/ and tmp/ must be usable by the training uid (it caches in tmp/<run>).
+                    self._ws.open(passphrase, owner=s.train_ids)
+                    self._mounted = True
+                finally:
+                    passphrase.wipe()
+            audit_key = self._vault.audit_key(create=True)
+            self._log = AppAuditLog(self._ws.audit_dir / AUDIT_LOG, audit_key)
+            for event, fields in self._pending:
+                self._log.append(event, run_id=self.run_id, **fields)
+            self._pending.clear()
+            self._audit("workspace_mounted")
+            if self._stale is not None:
+                report = wipe_stale_tmp(self._ws, self._stale)
+                if report is not None:
+                    self._audit("stale_tmp_wiped", wiped_files=report.files,
+                                wiped_bytes=report.bytes)
+            self._phase("audit")
+            with deferred_signals():  # every rule added is recorded before a signal can land
+                outcome = self._kaudit.start(self._audit_paths())
+            if outcome is not None:
+                self._audit(outcome.event, **outcome.fields)
+            return self._train_and_seal()
+        finally:
+            with deferred_signals():
+                self._teardown(owns_marker)
+
+    def _train_and_seal(self) -> Path:
+        from secure_trainer.kohya.config import parse_train_args
+
+        s = self._s
+        run_dir = self._ws.runs_dir / self.run_id
+        tmp = self._ws.tmp_dir / self.run_id
+        args = list(s.train_args)
+        if not _has_flag(s.train_args, "--output_dir"):
+            args += ["--output_dir", f"runs/{self.run_id}"]
+        for d in (run_dir, tmp):
+            d.mkdir(parents=True, exist_ok=True)
+            if s.train_ids:
+                os.chown(d, *s.train_ids)
+        cwd = os.getcwd()
+        os.chdir(s.mountpoint)  # relative trainer paths resolve inside the workspace
+        try:
+            settings = parse_train_args(args, warn=lambda _m: None)
+            self._preflight("post-mount", settings)
+        finally:
+            os.chdir(cwd)  # never hold the mount busy past this point
+        if s.train_ids:
+            def here(p: Path) -> Path:
+                return p if p.is_absolute() else s.mountpoint / p
+
+            subsets = [here(sub.image_dir) for ds in settings.datasets for sub in ds.subsets]
+            grant_group_read([here(settings.pretrained_model_name_or_path), *subsets],
+                             root=s.mountpoint, gid=s.train_ids[1],
+                             listable={p.parent for p in subsets})
+        self._phase("train")
+        self._audit("train_start", uid=s.train_ids[0] if s.train_ids else os.geteuid())
+        started = time.time()
+        code = self._spawn_trainer(args, tmp)
+        self._audit("train_end", exit_code=code, seconds=round(time.time() - started, 1))
+        if code:
+            raise _CHILD_ERRORS.get(code, TrainingError)(f"training failed (trainer exit {code})")
+        lora = run_dir / f"{settings.output_name}.safetensors"
+        if not lora.is_file():
+            raise TrainingError("training finished but wrote no LoRA")
+        self._phase("seal")
+        self._seal(settings, lora, args, started)
+        return lora
+
+    def _spawn_trainer(self, args: list[str], tmp: Path) -> int:
+        s = self._s
+        return run_trainer(args, cwd=s.mountpoint, tmp=tmp, ids=s.train_ids,
+                           extra_env=s.extra_env, redact=[str(s.mountpoint), str(s.cipher_dir)],
+                           echo=self._echo)
+
+    def _seal(self, settings: object, lora: Path, args: list[str], started: float) -> None:
+        from secure_trainer.registry import Registry, file_sha256
+
+        root = self._s.mountpoint
+        data_files = sorted(p for ds in settings.datasets for sub in ds.subsets  # type: ignore[attr-defined]
+                            for p in (root / sub.image_dir).iterdir()
+                            if p.is_file() and p.suffix.lower() in _IMAGE_SUFFIXES)
+        hashes = sorted({file_sha256(p) for p in data_files})
+        lora_sha = _sha256(lora)
+        dp = self._dp_record(settings, lora)
+        Registry(self._ws.registry_path).register_run(
+            self.run_id, lora, None, "run", hashes, {}, self._s.owner, self._s.purpose,
+            self._s.legal_basis)
+        # The `sealed` record's sequence number goes into the manifest: a log cut off before
+        # it (a valid but shorter chain) is caught by `audit verify --manifest`.
+        if dp is not None:
+            self._audit("dp", **{k: dp[k] for k in _DP_AUDIT_FIELDS})
+        seq = self._audit("sealed", lora_sha256=lora_sha, images=len(hashes))
+        manifest = {"run_id": self.run_id, "config_sha256": hashlib.sha256(
+            json.dumps(args).encode()).hexdigest(), "dataset_sha256": hashes,
+            "lora_sha256": lora_sha, "started": round(started, 1), "sealed": round(time.time(), 1),
+            "audit_seq": seq, "dp": dp}
+        (lora.parent / "manifest.json").write_text(json.dumps(manifest, indent=2))
+
+    @staticmethod
+    def _dp_record(settings: object, lora: Path) -> dict[str, object] | None:
+        """The trainer's DP record for the manifest; None for a run without DP.
+
+        Fails closed: a run asked for DP whose trainer left no record is not sealed as private.
+        """
+        from secure_trainer.privacy.dp_record import read_record
+
+        record = read_record(lora)
+        if settings.dp.enabled and record is None:  # type: ignore[attr-defined]
+            raise TrainingError("DP was requested but the trainer wrote no DP record")
+        return None if record is None else asdict(record)
+
+    def _teardown(self, owns_marker: bool) -> None:
+        """Undo what this run did, newest first; collect our errors and raise the first one
+        (only when no other exception is already propagating). Runs with signals deferred.
+        """
+        errors: list[SecureTrainerError] = []
+
+        def attempt(step: Callable[[], None]) -> None:
+            try:
+                step()
+            except SecureTrainerError as err:
+                errors.append(err)
+
+        def remove_rules() -> None:
+            outcome = self._kaudit.stop()  # before the unmount: the watches name the mountpoint
+            if outcome is not None:
+                self._audit(outcome.event, **outcome.fields)
+
+        def wipe_scratch() -> None:
+            tmp = self._ws.tmp_dir / self.run_id
+            targets = self._wipe_targets()
+            if self._mounted and self._fs.is_mounted(self._s.mountpoint):
+                targets.insert(0, tmp)
+            report = wipe(targets)
+            if targets and targets[0] == tmp:
+                shutil.rmtree(tmp, ignore_errors=True)
+            self._audit("teardown", wiped_files=report.files, wiped_bytes=report.bytes)
+
+        attempt(remove_rules)
+        if owns_marker:
+            attempt(wipe_scratch)
+        if self._mounted:
+            attempt(self._ws.close)
+        attempt(self._vault.revoke_self)
+        if owns_marker and not errors:
+            clear_run_marker(self._s.state_dir)
+        if errors and sys.exc_info()[0] is None:
+            raise errors[0]

@@ -1,0 +1,124 @@
+"""The training child of `run`: minimal env, privilege drop, parent-death signal, redacted output.
+
+`run_trainer(...)` starts `python -m entrypoint.cli train ...` inside the workspace and streams
+its redacted output; `child_preexec(ids)` is the fork-side setup (drop, then PR_SET_PDEATHSIG).
+SECURITY: the child gets no VAULT_* or ST_* variable, all caches point into the workspace's
+`tmp/<run-id>`, and it is SIGKILLed by the kernel when `run` dies (even by SIGKILL), so no
+orphan trainer keeps writing into the workspace.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from entrypoint.errors import ConfigError
+from entrypoint.redact import Redactor
+from entrypoint.run.privileges import drop_privileges
+from entrypoint.run.signals import deferred_signals
+
+__all__ = ["CACHE_VARS", "child_preexec", "run_trainer", "trainer_env", "usable_by"]
+
+# coupling: entrypoint/run/wipe.py CACHE_ENV_VARS (what a wipe looks for).
+CACHE_VARS = ("TMPDIR", "HF_HOME", "TORCH_HOME", "XDG_CACHE_HOME", "TRITON_CACHE_DIR",
+              "PIP_CACHE_DIR", "CUDA_CACHE_PATH", "MPLCONFIGDIR", "TORCHINDUCTOR_CACHE_DIR")
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+_TERM_GRACE_S = 30.0
+
+
+def usable_by(path: Path, uid: int) -> bool:
+    """True when every directory on the way to `path` lets `uid` (as 'other') traverse it."""
+    for parent in [*reversed(path.resolve().parents), path.resolve()]:
+        st = parent.stat()
+        if st.st_uid != uid and not st.st_mode & 0o001:
+            return False
+    return True
+
+
+def trainer_env(tmp: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The child's whole environment: PATH, locale, offline flags, every cache in `tmp`."""
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8",
+           "HOME": str(tmp), "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1",
+           "HF_HUB_DISABLE_TELEMETRY": "1", "DO_NOT_TRACK": "1"}
+    for var in CACHE_VARS:
+        env[var] = str(tmp)
+    if "OMP_NUM_THREADS" in os.environ:  # a thread cap is a resource choice, not a secret
+        env["OMP_NUM_THREADS"] = os.environ["OMP_NUM_THREADS"]
+    env.update(extra or {})
+    return env
+
+
+def child_preexec(ids: tuple[int, int] | None) -> Callable[[], None]:
+    """A subprocess `preexec_fn`: drop to `ids` (if given), then ask for SIGKILL on parent death.
+
+    The order matters: the kernel clears the parent-death signal on any euid/egid change, so it
+    is set after the drop. A parent that died before prctl took effect makes the child refuse
+    to exec (OSError → subprocess raises), so no orphan can start either.
+    """
+    parent = os.getpid()
+    libc = ctypes.CDLL(None, use_errno=True)  # loaded here: the forked child should not dlopen
+
+    def _setup() -> None:
+        if ids is not None:
+            drop_privileges(*ids)
+        if libc.prctl(_PR_SET_PDEATHSIG, ctypes.c_ulong(signal.SIGKILL), ctypes.c_ulong(0),
+                      ctypes.c_ulong(0), ctypes.c_ulong(0)) != 0:
+            raise OSError(ctypes.get_errno(), "could not set the parent-death signal")
+        if os.getppid() != parent:
+            raise OSError(3, "the parent died before the trainer started")
+
+    return _setup
+
+
+def run_trainer(args: list[str], *, cwd: Path, tmp: Path, ids: tuple[int, int] | None,
+                extra_env: dict[str, str], redact: list[str],
+                echo: Callable[[str], None]) -> int:
+    """Run `secure-trainer train ARGS` in `cwd`, echo its redacted output, return its exit code.
+
+    On any exception (SIGTERM → `Interrupted` included) the child gets SIGTERM, then SIGKILL
+    after a grace period, and is reaped before the exception propagates, so teardown never
+    races a live trainer. Raises ConfigError when the interpreter is unreachable for `ids`.
+    """
+    if ids and not usable_by(Path(sys.executable), ids[0]):
+        raise ConfigError("the Python interpreter is not reachable by the training user; "
+                          "install under /opt or /usr (the image does), or set "
+                          "ST_TRAIN_UID=none for a native dev run")
+    redactor = Redactor()
+    for value in redact:
+        redactor.register(value)
+    proc: subprocess.Popen[bytes] | None = None
+    try:
+        with deferred_signals():  # a signal between fork and assignment must not lose the pid
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "entrypoint.cli", "train", *args], cwd=cwd,
+                env=trainer_env(tmp, extra_env), stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                # The hook only calls prctl/set*id (no locks taken in Python code); the Vault
+                # renewal thread cannot leave it deadlocked.
+                preexec_fn=child_preexec(ids))  # noqa: PLW1509
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            echo(redactor.scrub(raw.decode("utf-8", "replace").rstrip("\n")))
+        return proc.wait()
+    except BaseException:
+        if proc is not None:
+            with deferred_signals():
+                _stop(proc)
+        raise
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=_TERM_GRACE_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    if proc.stdout is not None:
+        proc.stdout.close()

@@ -1,0 +1,1 @@
+"""Models: safe loading (safetensors/diffusers only), single-file conversion, text encoding, LoRA injection, model-family configs."""

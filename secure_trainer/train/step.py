@@ -1,0 +1,89 @@
+"""One micro-batch of training: latents (cached or encoded), conditioning, noise, UNet, loss.
+
+Every random draw of a micro-batch comes from generators seeded by (run seed, epoch, batch
+number in the epoch), never from global state, so the loss of a batch does not depend on what
+ran before it — the basis of bit-identical resume. SECURITY: captions only flow into the
+tokenizer; nothing is logged.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from secure_trainer.data.latent_cache import VAE_STREAM, LatentCache, encode_latents
+from secure_trainer.models.text_encoding import encode, tokenize
+from secure_trainer.train.noise import NoiseSettings, diffusion_loss, generator_for, noisy_inputs
+
+NOISE_STREAM = 0x401
+AUGMENT_STREAM = 0xA06
+
+
+@dataclass
+class StepContext:
+    """What every micro-batch needs; built once per run."""
+
+    unet: Any
+    """The UNet forward to call (DDP-wrapped in multi-process runs)."""
+    text_encoder: Any
+    """The text encoder forward to call (wrapped when it trains in multi-process runs)."""
+    tokenizer: Any
+    vae: Any
+    scheduler: Any
+    handles: Any
+    accelerator: Any
+    noise: NoiseSettings
+    cache: LatentCache | None
+    seed: int
+    vae_scale: float
+    weight_dtype: torch.dtype
+    clip_skip: int | None
+    max_token_length: int | None
+    train_text_encoder: bool
+    device: torch.device
+
+
+def load_batch_images(dataset: Any, batch: Any, seed: int, epoch: int, number: int) -> torch.Tensor:
+    """Images of a batch yielded with load_images=False: [B,3,H,W] in [-1,1].
+
+    Random crop / colour jitter draw from an RNG seeded by (seed, epoch, batch number), so the
+    result does not depend on which process or resume point loads the batch.
+    """
+    if batch.images is not None:
+        loaded: torch.Tensor = batch.images
+        return loaded
+    rng = random.Random(f"{seed}/{AUGMENT_STREAM}/{epoch}/{number}")
+    return torch.stack([dataset.load_image(i, flip=f, rng=rng)
+                        for i, f in zip(batch.indices, batch.flipped)])
+
+
+def batch_latents(ctx: StepContext, dataset: Any, batch: Any, epoch: int,
+                  number: int) -> torch.Tensor:
+    """Scaled latents [B,C,h,w] float32 on the device: from the cache when it has them."""
+    if ctx.cache is not None:
+        cached = ctx.cache.batch(batch.indices, batch.flipped)
+        if cached is not None:
+            return cached.to(ctx.device)
+    images = load_batch_images(dataset, batch, ctx.seed, epoch, number)
+    gens = [generator_for(ctx.seed, VAE_STREAM, epoch, number, j) for j in range(len(batch.indices))]
+    return encode_latents(ctx.vae, images, ctx.vae_scale, gens).to(ctx.device)
+
+
+def batch_loss(ctx: StepContext, dataset: Any, batch: Any, epoch: int, number: int) -> torch.Tensor:
+    """Forward one micro-batch and return its scalar loss (graph attached for backward)."""
+    latents = batch_latents(ctx, dataset, batch, epoch, number)
+    if batch.network_multiplier != ctx.handles.multiplier:
+        ctx.handles.set_multiplier(batch.network_multiplier)
+    ids = tokenize(ctx.tokenizer, list(batch.captions), ctx.max_token_length)
+    with torch.set_grad_enabled(ctx.train_text_encoder), ctx.accelerator.autocast():
+        hidden = encode(ctx.text_encoder, ids, ctx.clip_skip, ctx.device)
+    generator = generator_for(ctx.seed, NOISE_STREAM, epoch, number)
+    noisy, timesteps, target = noisy_inputs(ctx.scheduler, latents, ctx.noise, generator)
+    with ctx.accelerator.autocast():
+        pred = ctx.unet(noisy.to(ctx.weight_dtype), timesteps,
+                        encoder_hidden_states=hidden.to(ctx.weight_dtype)).sample
+    return diffusion_loss(pred, target, batch.loss_weights.to(ctx.device), timesteps,
+                          ctx.scheduler, ctx.noise)
