@@ -1,1 +1,3 @@
-"""Vault (or OpenBao): client, settings, token renewal, the local dev server, and the auth methods in `auth/`."""
+"""Vault (or OpenBao): client, settings, token renewal, the local dev server, and the auth methods
+in `auth/`.
+"""

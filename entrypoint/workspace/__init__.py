@@ -1,1 +1,3 @@
-"""The encrypted workspace: gocryptfs, the key state machine in Vault, mount inspection, read grants for the training user."""
+"""The encrypted workspace: gocryptfs, the key state machine in Vault, mount inspection, read
+grants for the training user.
+"""

@@ -1,1 +1,3 @@
-"""Everything that speaks Kohya's language: the option table, flag/TOML config, dataset config, LoRA metadata and file export."""
+"""Everything that speaks Kohya's language: the option table, flag/TOML config, dataset config,
+LoRA metadata and file export.
+"""

@@ -1,1 +1,3 @@
-"""Models: safe loading (safetensors/diffusers only), single-file conversion, text encoding, LoRA injection, model-family configs."""
+"""Models: safe loading (safetensors/diffusers only), single-file conversion, text encoding, LoRA
+injection, model-family configs.
+"""

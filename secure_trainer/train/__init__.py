@@ -1,1 +1,3 @@
-"""The training loop and its parts: setup, step, noise, optimizers, checkpoints, resumable state, progress."""
+"""The training loop and its parts: setup, step, noise, optimizers, checkpoints, resumable state,
+progress.
+"""
