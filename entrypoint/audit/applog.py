@@ -66,41 +66,78 @@ class VerifyResult:
     records: int
     first_bad_seq: int | None = None
     reason: str = ""
+    head: str = GENESIS
+    """Hash of the last good record (GENESIS for an empty log): the value the anchor holds."""
 
 
-def _read_lines(path: Path) -> list[str]:
+def _read_raw_lines(path: Path) -> list[bytes]:
     try:
         data = path.read_bytes()
     except FileNotFoundError:
         return []
     except OSError:
         raise AuditError("the audit log could not be read") from None
-    return data.decode("utf-8", errors="replace").split("\n")
+    return data.split(b"\n")
+
+
+class _DuplicateKey(ValueError):
+    """A JSON object named one key twice (first-wins and last-wins parsers would disagree)."""
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
+
+
+def parse_record(raw: bytes) -> dict[str, Any]:
+    """One log line as a record, only when the line is byte for byte its canonical form.
+
+    SECURITY: the HMAC covers the canonical serialisation of the parsed record, so a line with
+    a duplicated key, reordered keys or other whitespace would verify while a downstream
+    parser reads something else. Raises ValueError for anything but the canonical bytes.
+    """
+    record = json.loads(raw, object_pairs_hook=_no_duplicates)
+    if not isinstance(record, dict):
+        raise ValueError("a record must be a JSON object")  # noqa: TRY004 (caught as ValueError)
+    if _canonical(record) != raw:
+        raise ValueError("the line is not the canonical serialisation of its record")
+    return record
 
 
 def verify(path: Path, key: Secret) -> VerifyResult:
     """Check every record's HMAC, sequence and chain link; report the first broken record."""
-    lines = _read_lines(path)
-    if lines and lines[-1] == "":
+    lines = _read_raw_lines(path)
+    if lines and lines[-1] == b"":
         lines = lines[:-1]
     elif lines:
         return VerifyResult(False, len(lines) - 1, len(lines), "last record is truncated")
     prev = GENESIS
     for i, line in enumerate(lines, start=1):
         try:
-            record = json.loads(line)
-            mac = record.pop("hmac")
-        except (ValueError, KeyError, AttributeError):
-            return VerifyResult(False, i - 1, i, "record is not valid JSON or has no hmac")
+            record = parse_record(line)
+        except _DuplicateKey:
+            return VerifyResult(False, i - 1, i, "record names a key twice", prev)
+        except ValueError:
+            return VerifyResult(False, i - 1, i, "record is not valid canonical JSON", prev)
+        if "hmac" not in record:
+            return VerifyResult(False, i - 1, i, "record has no hmac", prev)
+        mac = record.pop("hmac")
         if not hmac.compare_digest(str(mac), _mac(key, record)):
-            return VerifyResult(False, i - 1, i, "HMAC mismatch (record modified or wrong key)")
+            return VerifyResult(False, i - 1, i, "HMAC mismatch (record modified or wrong key)",
+                                prev)
         if record.get("seq") != i:
-            return VerifyResult(False, i - 1, i, "sequence gap (record deleted or reordered)")
+            return VerifyResult(False, i - 1, i, "sequence gap (record deleted or reordered)",
+                                prev)
         if record.get("prev") != prev:
-            return VerifyResult(False, i - 1, i, "chain link broken (record deleted or reordered)")
+            return VerifyResult(False, i - 1, i, "chain link broken (record deleted or reordered)",
+                                prev)
         record["hmac"] = mac
         prev = _record_hash(record)
-    return VerifyResult(True, len(lines))
+    return VerifyResult(True, len(lines), head=prev)
 
 
 class AppAuditLog:
@@ -126,10 +163,7 @@ class AppAuditLog:
             # SECURITY: fail closed; never extend a chain that no longer verifies.
             raise AuditError(f"the audit log is broken at record {result.first_bad_seq}: "
                              f"{result.reason}; run `secure-trainer audit verify`")
-        lines = [ln for ln in _read_lines(self._path) if ln]
-        if not lines:
-            return 0, GENESIS
-        return len(lines), _record_hash(json.loads(lines[-1]))
+        return result.records, result.head
 
     def append(self, event: str, **fields: Any) -> int:
         """Write one record; returns its sequence number. Raises AuditError on bad fields."""

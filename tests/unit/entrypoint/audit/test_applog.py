@@ -42,7 +42,7 @@ def test_modified_record_detected(tmp_path: Path) -> None:
     lines = _lines(path)
     rec = json.loads(lines[2])
     rec["fields"]["ok"] = False
-    lines[2] = json.dumps(rec)
+    lines[2] = json.dumps(rec, sort_keys=True, separators=(",", ":"))  # canonical, wrong HMAC
     _write(path, lines)
     result = verify(path, Secret(KEY))
     assert not result.ok and result.first_bad_seq == 3 and "HMAC" in result.reason
