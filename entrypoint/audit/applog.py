@@ -23,13 +23,24 @@ from entrypoint.secret import Secret
 
 GENESIS = "0" * 64
 _HKDF_INFO = b"secure-trainer audit v1"
+_TOMBSTONE_INFO = b"secure-trainer tombstone v1"
+
+
+def _hkdf(master: Secret, info: bytes) -> Secret:
+    prk = hmac.new(b"secure-trainer", bytes(master.reveal()), hashlib.sha256).digest()
+    okm = hmac.new(prk, info + b"\x01", hashlib.sha256).digest()
+    return Secret(okm.hex())
 
 
 def derive_audit_key(master: Secret) -> Secret:
     """HKDF-SHA256 (extract+expand, one block) of a Vault-held secret into the log's HMAC key."""
-    prk = hmac.new(b"secure-trainer", bytes(master.reveal()), hashlib.sha256).digest()
-    okm = hmac.new(prk, _HKDF_INFO + b"\x01", hashlib.sha256).digest()
-    return Secret(okm.hex())
+    return _hkdf(master, _HKDF_INFO)
+
+
+def derive_tombstone_key(master: Secret) -> Secret:
+    """The key of tombstone subject tags: HKDF of the Vault-held audit secret under its own
+    label, so a tag is never an HMAC made with the log key itself."""
+    return _hkdf(master, _TOMBSTONE_INFO)
 
 
 def _check_value(name: str, value: Any) -> None:

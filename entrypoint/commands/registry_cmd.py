@@ -73,7 +73,7 @@ def _plan_lines(plan: ErasurePlan, show_paths: bool) -> list[str]:
 
 def _plan_json(plan: ErasurePlan, show_paths: bool) -> str:
     return json.dumps({
-        "reason": plan.reason, "subject_sha256": plan.subject_sha256,
+        "reason": plan.reason,
         "loras": [{"id": lo.id, "sha256": lo.sha256} for lo in plan.loras],
         "image_sha256": list(plan.image_hashes),
         "items": [{"kind": i.kind.value, "ref": i.ref, "sha256": i.sha256,
@@ -91,18 +91,22 @@ def _execute(ws: Path, registry: Registry, plan: ErasurePlan, yes: bool, key_std
     if not yes:
         typer.echo("nothing deleted: re-run with --yes to delete all of the above")
         return None
-    from entrypoint.audit.applog import AppAuditLog  # coupling: E's hash-chained app log
+    from entrypoint.audit.applog import AppAuditLog, derive_tombstone_key
 
     key = _audit_key(key_stdin)  # SECURITY: before deleting — never an unrecorded erasure
+    tombstone_key = derive_tombstone_key(key)
     try:
         log = AppAuditLog(ws / AUDIT_LOG_RELPATH, key)
-        report = registry.erase(plan)
+        # The tombstone keeps HMAC(Vault-derived key, subject id): an id like "S-1042" cannot be
+        # recovered from it by enumeration without Vault.
+        report = registry.erase(plan, tombstone_key=tombstone_key.reveal())
         try:
             log.append("erasure", **report.audit_fields())
         except OSError:
             raise AuditError("the erasure was done but its tombstone could not be written to "
                              "the audit log; check the workspace audit/ folder") from None
     finally:
+        tombstone_key.wipe()
         key.wipe()
     if plan.loras:
         typer.echo(f"deleted {len(plan.loras)} LoRA(s) whole: a LoRA trained on this data "

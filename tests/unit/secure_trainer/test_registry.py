@@ -18,10 +18,11 @@ from secure_trainer.registry import (
     ImageRecord,
     Registry,
     read_subjects,
-    subject_hash,
+    subject_tag,
 )
 
 KEY = b"r" * 32
+TOMB = b"t" * 32  # the tombstone key (from Vault in production)
 
 
 @dataclass
@@ -133,7 +134,7 @@ def test_find_subject_lists_everything_derived(world: World) -> None:
     kinds = sorted(i.kind.value for i in plan.items)
     assert kinds == sorted(["lora", "state", "tensorboard", "cache", "dataset_image",
                             "dataset_image", "caption", "caption", "cache"])
-    assert plan.subject_sha256 == subject_hash("subject-S")
+    assert plan.subject == "subject-S" and "subject-S" not in repr(plan)
 
 
 def test_erase_removes_all_of_s_and_nothing_of_t(world: World) -> None:
@@ -141,7 +142,7 @@ def test_erase_removes_all_of_s_and_nothing_of_t(world: World) -> None:
     before = _files(world.ws)
     plan = world.registry.plan_subject("subject-S")
     doomed = {i.rel_path for i in plan.items}
-    report = world.registry.erase(plan)
+    report = world.registry.erase(plan, tombstone_key=TOMB)
     after = _files(world.ws)
     assert not any(f.startswith(f"runs/{world.run_a}/") for f in after)
     assert not any(_sha(world.ws / f) in world.s_hashes for f in after if f.endswith(".png"))
@@ -159,11 +160,11 @@ def test_erase_removes_all_of_s_and_nothing_of_t(world: World) -> None:
 def test_erasure_leaves_hashes_not_names(world: World) -> None:
     """Tombstone/audit fields carry hashes and counts; the DB file no longer holds S's id or
     source names (secure_delete + VACUUM)."""
-    report = world.registry.erase(world.registry.plan_subject("subject-S"))
+    report = world.registry.erase(world.registry.plan_subject("subject-S"), tombstone_key=TOMB)
     fields = report.audit_fields()
     flat = repr(fields)
     assert "subject-S" not in flat and "alice" not in flat and "/" not in flat
-    assert fields["subject_sha256"] == subject_hash("subject-S")
+    assert fields["subject_hmac"] == subject_tag("subject-S", TOMB)
     assert set(fields["image_sha256"]) == world.s_hashes  # type: ignore[arg-type]
     raw = world.registry.path.read_bytes()
     assert b"subject-S" not in raw and b"a1.png" not in raw and b"a2.jpg" not in raw
@@ -172,7 +173,7 @@ def test_erasure_leaves_hashes_not_names(world: World) -> None:
 
 def test_reimport_refuses_erased_images(world: World) -> None:
     """Re-importing the same source does not bring S's images back."""
-    world.registry.erase(world.registry.plan_subject("subject-S"))
+    world.registry.erase(world.registry.plan_subject("subject-S"), tombstone_key=TOMB)
     assert world.registry.erased_hashes() == frozenset(world.s_hashes)
     report = sanitize_tree(world.src, world.ws / "datasets" / "ds1",
                            pseudonymizer=Pseudonymizer(KEY),
@@ -204,7 +205,7 @@ def test_paths_outside_workspace_refused(world: World, tmp_path: Path) -> None:
     world.registry.register_run(world.run_a, world.ws / "runs" / world.run_a / "lora.safetensors",
                                 None, "ds1", world.s_hashes,
                                 [Artefact(ArtefactKind.OTHER, link)], "o", "p", "l")
-    world.registry.erase(world.registry.plan_subject("subject-S"))
+    world.registry.erase(world.registry.plan_subject("subject-S"), tombstone_key=TOMB)
     assert outside.exists() and not link.is_symlink()
 
 
@@ -225,3 +226,43 @@ def test_subjects_csv_validation(tmp_path: Path) -> None:
     with pytest.raises(DataRejected) as err:
         read_subjects(bad)
     assert "passwd" not in str(err.value)
+
+
+def test_tombstone_is_keyed_not_a_plain_hash(world: World) -> None:
+    """The tombstone holds HMAC(key, id): no sha256 of the id anywhere in the database, the tag
+    checks out with the key, not with another key; a subject erasure without a key deletes
+    nothing."""
+    import hashlib
+
+    before = _files(world.ws)
+    with pytest.raises(ConfigError):
+        world.registry.erase(world.registry.plan_subject("subject-S"))
+    assert _files(world.ws) == before
+    world.registry.erase(world.registry.plan_subject("subject-S"), tombstone_key=TOMB)
+    raw = world.registry.path.read_bytes()
+    assert hashlib.sha256(b"subject-S").hexdigest().encode() not in raw
+    assert world.registry.tombstone_tags() == [subject_tag("subject-S", TOMB)]
+    assert world.registry.is_erased_subject("subject-S", TOMB)
+    assert not world.registry.is_erased_subject("subject-S", b"x" * 32)
+    assert not world.registry.is_erased_subject("subject-T", TOMB)
+    with pytest.raises(ValueError):
+        subject_tag("subject-S", b"short")
+
+
+def test_old_plain_hash_tombstones_are_blanked(tmp_path: Path) -> None:
+    """A registry from before keyed tags loses its reversible sha256 column values on open."""
+    import hashlib
+    import sqlite3
+
+    path = tmp_path / "registry.sqlite"
+    old = hashlib.sha256(b"S-1042").hexdigest()
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE tombstones (seq INTEGER PRIMARY KEY AUTOINCREMENT, ts TEXT NOT "
+                   "NULL, reason TEXT NOT NULL, subject_sha256 TEXT, image_hashes TEXT NOT NULL, "
+                   "lora_hashes TEXT NOT NULL)")
+        db.execute("INSERT INTO tombstones (ts, reason, subject_sha256, image_hashes, lora_hashes)"
+                   " VALUES ('t', 'subject', ?, '[]', '[]')", (old,))
+    registry = Registry(path)
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT subject_sha256 FROM tombstones").fetchall() == [(None,)]
+    assert registry.tombstone_tags() == []

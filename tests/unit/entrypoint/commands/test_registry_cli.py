@@ -3,6 +3,7 @@ in E's hash-chained app log, expire, and fail-closed ordering (no key → nothin
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -14,10 +15,11 @@ import pytest
 from PIL import Image
 
 from entrypoint.audit import applog
+from entrypoint.audit.applog import derive_tombstone_key
 from entrypoint.cli import main
 from entrypoint.commands.registry_cmd import AUDIT_LOG_RELPATH
 from entrypoint.secret import Secret
-from secure_trainer.registry import Artefact, ArtefactKind, Registry, subject_hash
+from secure_trainer.registry import Artefact, ArtefactKind, Registry, subject_tag
 
 AUDIT_KEY = b"audit-key-for-tests-0123456789abcdef"
 
@@ -117,7 +119,10 @@ def test_erase_subject_with_tombstone(ws: Path, capsys: pytest.CaptureFixture[st
     erasure = [r for r in records if r.get("event") == "erasure"]
     assert len(erasure) == 1
     text = json.dumps(erasure[0])
-    assert subject_hash("S-1") in text and "S-1" not in text.replace(subject_hash("S-1"), "")
+    tag = subject_tag("S-1", derive_tombstone_key(Secret(AUDIT_KEY)).reveal())
+    assert erasure[0]["fields"]["subject_hmac"] == tag  # type: ignore[index]
+    assert hashlib.sha256(b"S-1").hexdigest() not in text
+    assert "S-1" not in text.replace(tag, "")
     assert "alice" not in text and "datasets/" not in text
 
 

@@ -9,26 +9,27 @@ to the app audit log. Must never log, and never put a name or path in an error m
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import shutil
 import sqlite3
-from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import closing, contextmanager
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from enum import Enum
 from pathlib import Path, PurePosixPath
 
 from secure_trainer.errors import ConfigError, DataRejected
-
-__all__ = [
-    "Artefact", "ArtefactKind", "ErasureItem", "ErasurePlan", "ErasureReport", "ImageRecord",
-    "LoraRecord", "Registry", "file_sha256", "read_subjects", "subject_hash",
-]
+from secure_trainer.registry.files import file_sha256
+from secure_trainer.registry.model import (
+    Artefact,
+    ArtefactKind,
+    ErasureItem,
+    ErasurePlan,
+    ErasureReport,
+    ImageRecord,
+    LoraRecord,
+)
+from secure_trainer.registry.tombstone import KeyBytes, subject_tag, tag_matches
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS loras (
@@ -48,142 +49,21 @@ CREATE TABLE IF NOT EXISTS artefacts (
   run_id TEXT NOT NULL, kind TEXT NOT NULL, path TEXT NOT NULL, PRIMARY KEY (run_id, path));
 CREATE TABLE IF NOT EXISTS tombstones (
   seq INTEGER PRIMARY KEY AUTOINCREMENT, ts TEXT NOT NULL, reason TEXT NOT NULL,
-  subject_sha256 TEXT, image_hashes TEXT NOT NULL, lora_hashes TEXT NOT NULL);
+  subject_hmac TEXT, image_hashes TEXT NOT NULL, lora_hashes TEXT NOT NULL);
 """
 # Kohya writes these next to the images; they hold latents/captions derived from them.
 _IMAGE_CACHE_GLOBS = ("{stem}.npz", "{stem}_*.npz")
 _FOLDER_CACHES = ("metadata_cache.json",)
 
 
-class ArtefactKind(str, Enum):
-    """What a registered run artefact is; erasure reports count per kind."""
-
-    LORA = "lora"
-    STATE = "state"
-    TENSORBOARD = "tensorboard"
-    CACHE = "cache"
-    MANIFEST = "manifest"
-    SAMPLE = "sample"
-    DATASET_IMAGE = "dataset_image"
-    CAPTION = "caption"
-    OTHER = "other"
-
-
-@dataclass(frozen=True)
-class Artefact:
-    """A file or folder a run produced, by kind (absolute or workspace-relative path)."""
-
-    kind: ArtefactKind
-    path: Path
-
-
-@dataclass(frozen=True)
-class LoraRecord:
-    """One registered LoRA. `path` is relative to the workspace root."""
-
-    id: str
-    sha256: str
-    run_id: str
-    base_model_sha256: str | None
-    dataset: str
-    owner: str
-    purpose: str
-    legal_basis: str
-    created: str
-    expires: str | None
-    path: str
-
-
-@dataclass(frozen=True)
-class ImageRecord:
-    """One imported dataset image (path relative to the workspace root)."""
-
-    dataset: str
-    path: str
-    sha256: str
-    subject: str | None
-    captions: tuple[str, ...] = ()
-    source_name: str | None = None  # the original relative name; stays inside the workspace
-
-
-@dataclass(frozen=True)
-class ErasureItem:
-    """One thing an erasure deletes: its kind, an id (LoRA id or run id, else ''), a hash, a path."""
-
-    kind: ArtefactKind
-    ref: str
-    sha256: str | None
-    rel_path: str
-
-
-@dataclass(frozen=True)
-class ErasurePlan:
-    """What an erasure (by subject) or an expiry run would delete."""
-
-    reason: str  # "subject" or "expiry"
-    subject_sha256: str | None
-    loras: tuple[LoraRecord, ...]
-    image_hashes: tuple[str, ...]
-    items: tuple[ErasureItem, ...]
-
-
-@dataclass
-class ErasureReport:
-    """What an erasure did; `audit_fields()` is the tombstone (hashes and counts only)."""
-
-    plan: ErasurePlan
-    files_deleted: int = 0
-    dirs_deleted: int = 0
-    already_gone: int = 0
-    by_kind: Counter[str] = field(default_factory=Counter)
-
-    def audit_fields(self) -> dict[str, object]:
-        """Fields for the app audit log's `erasure` event: ids, hashes, counts — no names."""
-        return {
-            "reason": self.plan.reason,
-            "subject_sha256": self.plan.subject_sha256,
-            "loras": [{"id": lo.id, "sha256": lo.sha256} for lo in self.plan.loras],
-            "image_sha256": list(self.plan.image_hashes),
-            "deleted_by_kind": dict(sorted(self.by_kind.items())),
-            "files_deleted": self.files_deleted,
-            "dirs_deleted": self.dirs_deleted,
-        }
-
-
-def subject_hash(subject: str) -> str:
-    """The SHA-256 of a subject id, the only form of it a tombstone keeps."""
-    return hashlib.sha256(subject.encode("utf-8")).hexdigest()
-
-
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a file's bytes (the content hash the registry and lineage use)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def read_subjects(csv_path: Path) -> dict[PurePosixPath, str]:
-    """`subjects.csv` (header `path,subject`; path relative to the import source) as a map.
-
-    Raises DataRejected (naming only the row number) for a malformed file.
-    """
-    try:
-        text = csv_path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        raise DataRejected("subjects.csv could not be read as UTF-8") from None
-    rows = csv.DictReader(io.StringIO(text))
-    if rows.fieldnames is None or {"path", "subject"} - {f.strip() for f in rows.fieldnames}:
-        raise DataRejected("subjects.csv needs a header row with columns path,subject")
-    out: dict[PurePosixPath, str] = {}
-    for n, row in enumerate(rows, start=2):
-        rel, subject = (row.get("path") or "").strip(), (row.get("subject") or "").strip()
-        if not rel or not subject or len(subject) > 128 or rel.startswith("/") or ".." in rel:
-            raise DataRejected(f"subjects.csv row {n}: need a relative path and a subject id "
-                               "of at most 128 characters")
-        out[PurePosixPath(rel)] = subject
-    return out
+def _migrate_tombstones(db: sqlite3.Connection) -> None:
+    """Registries made before keyed tags held a plain sha256 of the subject id: add the keyed
+    column and blank the old one (reversible by enumeration, so it must not be kept)."""
+    cols = {row[1] for row in db.execute("PRAGMA table_info(tombstones)")}
+    if "subject_hmac" not in cols:
+        db.execute("ALTER TABLE tombstones ADD COLUMN subject_hmac TEXT")
+    if "subject_sha256" in cols:
+        db.execute("UPDATE tombstones SET subject_sha256 = NULL")
 
 
 def _now() -> datetime:
@@ -199,6 +79,7 @@ class Registry:
         self.root = path.parent.resolve()
         with self._db() as db:
             db.executescript(_SCHEMA)
+            _migrate_tombstones(db)
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
@@ -306,6 +187,17 @@ class Registry:
             rows = db.execute("SELECT image_hashes FROM tombstones").fetchall()
         return frozenset(h for (blob,) in rows for h in json.loads(blob))
 
+    def tombstone_tags(self) -> list[str]:
+        """The keyed subject tags of every subject tombstone, oldest first."""
+        with self._db() as db:
+            rows = db.execute("SELECT subject_hmac FROM tombstones WHERE subject_hmac IS NOT NULL "
+                              "ORDER BY seq").fetchall()
+        return [r[0] for r in rows]
+
+    def is_erased_subject(self, subject: str, tombstone_key: KeyBytes) -> bool:
+        """Whether a tombstone names `subject` (checked with the key; the id is never stored)."""
+        return any(tag_matches(subject, tombstone_key, t) for t in self.tombstone_tags())
+
     def plan_subject(self, subject: str) -> ErasurePlan:
         """Everything derived from `subject`: its images (by content hash, in every dataset),
         their captions and caches, every LoRA trained on any of them and those runs' artefacts."""
@@ -317,8 +209,7 @@ class Registry:
                 "SELECT lora_id FROM lineage WHERE image_sha256 = ?", (h,))})
             loras = self._loras_by_id(db, lora_ids)
             items = self._lora_items(db, loras) + self._image_items(images)
-        return ErasurePlan("subject", subject_hash(subject), tuple(loras), tuple(hashes),
-                           tuple(items))
+        return ErasurePlan("subject", tuple(loras), tuple(hashes), tuple(items), subject=subject)
 
     def plan_expired(self, now: datetime | None = None) -> ErasurePlan:
         """Every LoRA whose expiry is past, with its run's artefacts."""
@@ -328,7 +219,7 @@ class Registry:
                 "SELECT id FROM loras WHERE expires IS NOT NULL AND expires <= ?", (cutoff,))]
             loras = self._loras_by_id(db, ids)
             items = self._lora_items(db, loras)
-        return ErasurePlan("expiry", None, tuple(loras), (), tuple(items))
+        return ErasurePlan("expiry", tuple(loras), (), tuple(items))
 
     @staticmethod
     def _images_with(db: sqlite3.Connection, hashes: list[str]) -> list[ImageRecord]:
@@ -372,13 +263,24 @@ class Registry:
         return items
 
     # -- deletion -------------------------------------------------------------------------
-    def erase(self, plan: ErasurePlan) -> ErasureReport:
+    def erase(self, plan: ErasurePlan, *, tombstone_key: KeyBytes | None = None) -> ErasureReport:
         """Delete every item of `plan` inside the workspace, drop its rows, add a tombstone.
 
-        Symlinks are removed, never followed. Raises DataRejected when a path would leave the
-        workspace or a deletion fails (what was deleted before stays deleted; re-run to finish).
+        A subject erasure needs `tombstone_key` (from Vault, via the caller): the tombstone keeps
+        HMAC(key, subject id), never the id or a plain hash of it. Symlinks are removed, never
+        followed. Raises ConfigError without a key (before deleting anything), DataRejected when
+        a path would leave the workspace or a deletion fails (what was deleted before stays
+        deleted; re-run to finish).
         """
-        report = ErasureReport(plan)
+        tag: str | None = None
+        if plan.subject is not None:
+            if tombstone_key is None:
+                raise ConfigError("erasing a subject needs the tombstone key")
+            try:
+                tag = subject_tag(plan.subject, tombstone_key)
+            except ValueError:
+                raise ConfigError("the tombstone key is too short") from None
+        report = ErasureReport(plan, subject_tag=tag)
         for item in plan.items:
             target = self.root / item.rel_path
             # SECURITY: the folder holding the target must be inside the workspace, and so must
@@ -411,9 +313,9 @@ class Registry:
                     db.execute("DELETE FROM artefacts WHERE run_id = ?", (run_id,))
             for h in plan.image_hashes:
                 db.execute("DELETE FROM images WHERE sha256 = ?", (h,))
-            db.execute("INSERT INTO tombstones (ts, reason, subject_sha256, image_hashes, "
+            db.execute("INSERT INTO tombstones (ts, reason, subject_hmac, image_hashes, "
                        "lora_hashes) VALUES (?,?,?,?,?)",
-                       (_now().isoformat(), plan.reason, plan.subject_sha256,
+                       (_now().isoformat(), plan.reason, tag,
                         json.dumps(list(plan.image_hashes)),
                         json.dumps(sorted(lo.sha256 for lo in plan.loras))))
         with self._db() as db:

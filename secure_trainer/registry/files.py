@@ -1,0 +1,45 @@
+"""Content hashes and the `subjects.csv` reader used by import, lineage and erasure.
+
+Must never put a file name, path or subject id in an error message.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+from pathlib import Path, PurePosixPath
+
+from secure_trainer.errors import DataRejected
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes (the content hash the registry and lineage use)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_subjects(csv_path: Path) -> dict[PurePosixPath, str]:
+    """`subjects.csv` (header `path,subject`; path relative to the import source) as a map.
+
+    Raises DataRejected (naming only the row number) for a malformed file.
+    """
+    try:
+        text = csv_path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        raise DataRejected("subjects.csv could not be read as UTF-8") from None
+    rows = csv.DictReader(io.StringIO(text))
+    if rows.fieldnames is None or {"path", "subject"} - {f.strip() for f in rows.fieldnames}:
+        raise DataRejected("subjects.csv needs a header row with columns path,subject")
+    out: dict[PurePosixPath, str] = {}
+    for n, row in enumerate(rows, start=2):
+        rel, subject = (row.get("path") or "").strip(), (row.get("subject") or "").strip()
+        if not rel or not subject or len(subject) > 128 or rel.startswith("/") or ".." in rel:
+            raise DataRejected(f"subjects.csv row {n}: need a relative path and a subject id "
+                               "of at most 128 characters")
+        out[PurePosixPath(rel)] = subject
+    return out
+
