@@ -11,6 +11,7 @@ from entrypoint.commands import (
     audit_cmd,
     data_cmd,
     dev_dataset_cmd,
+    dev_llm_cmd,
     dev_model_cmd,
     dev_vault_cmd,
     keys_cmd,
@@ -36,5 +37,6 @@ COMMAND_MODULES: tuple[ModuleType, ...] = (
     mia_cmd,
     dev_model_cmd,
     dev_dataset_cmd,
+    dev_llm_cmd,
     dev_vault_cmd,
 )

@@ -1,0 +1,1 @@
+"""Unit tests of secure_trainer.llm and its text fixtures."""
