@@ -2,7 +2,8 @@
 
 REDACTED (default) keeps only what tools need to load and label the file: nothing that names or
 counts the private data (no folder, file, caption, tag, image count, timestamp, model file name
-or hash of local files). FULL is sd-scripts' complete key set. NONE is sd-scripts'
+or hash of local files), and no step or epoch count: steps / epochs = images × repeats / batch,
+so any two of them give the dataset size. FULL is sd-scripts' complete key set. NONE is sd-scripts'
 `--no_metadata` set. Every value is a string. Never reads data files itself.
 """
 
@@ -30,6 +31,10 @@ PRIVATE_KEYS = frozenset({
     "modelspec.implementation_version", "modelspec.thumbnail", "sshs_legacy_hash",
     # coupling: privacy/dp_record.PRIVATE_DP_KEYS (q = expected batch / N reveals N).
     "ss_dp_sampling_rate", "ss_dp_num_images",
+}) | frozenset({
+    # Counts of steps, epochs and batches: with the batch size and repeats they reveal N.
+    "ss_steps", "ss_epoch", "ss_max_train_steps", "ss_num_epochs", "ss_num_validation_images",
+    "ss_max_validation_steps", "ss_lr_warmup_steps",
 })
 
 
@@ -175,7 +180,7 @@ def build_metadata(settings: TrainSettings, *, mode: MetadataMode,
     """The LoRA file's metadata for `mode` (all values strings; `sshs_*` hashes are added by
     export.save_lora, which needs the tensor bytes).
 
-    `training_info` keys (all optional): `steps`, `epoch` (all modes but NONE);
+    `training_info` keys (all optional): `steps`, `epoch` (FULL only: they count the data);
     `extra` (dict[str, str], merged in every mode, e.g. the DP helper's `ss_dp_*`); FULL only:
     `session_id`, `training_started_at`/`training_finished_at` (unix time), `num_train_images`,
     `num_reg_images`, `num_batches_per_epoch`, `num_epochs`, `max_train_steps`, `optimizer`
@@ -192,8 +197,6 @@ def build_metadata(settings: TrainSettings, *, mode: MetadataMode,
         width, height = settings.datasets[0].resolution if settings.datasets else (512, 512)
         out.update({
             "ss_resolution": _s((width, height)),
-            "ss_steps": _s(training_info.get("steps")),
-            "ss_epoch": _s(training_info.get("epoch")),
             # Random per run: links checkpoints of one run, says nothing about the data.
             "ss_session_id": _s(training_info.get("session_id", secrets.randbelow(2**31))),
         })

@@ -34,7 +34,7 @@ REFERENCE = REPO_ROOT / "tests" / "data" / "kohya-sd15-lora-dim16.json"
 SECRET_WORDS = ("alice", "hospital", "scan_0042", "birthmark")
 REDACTED_KEYS = {
     "ss_network_module", "ss_network_dim", "ss_network_alpha", "ss_base_model_version", "ss_v2",
-    "ss_resolution", "ss_steps", "ss_epoch", "ss_session_id", "modelspec.sai_model_spec",
+    "ss_resolution", "ss_session_id", "modelspec.sai_model_spec",
     "modelspec.architecture", "modelspec.implementation", "modelspec.title",
     "modelspec.resolution", "modelspec.prediction_type", "sshs_model_hash",
 }
@@ -176,3 +176,28 @@ def test_load_round_trip_and_rejections(tmp_path: Path, tiny_model: Any, handles
     with pytest.raises(DataRejected) as err:
         load_kohya_into(fresh, tmp_path / "lora.pt")
     assert err.value.exit_code == 8 and "pickle" in err.value.message
+
+
+# Every key that counts steps, epochs, batches or images: any two give images × repeats.
+_COUNT_KEYS = ("ss_steps", "ss_epoch", "ss_num_train_images", "ss_num_reg_images",
+               "ss_num_batches_per_epoch", "ss_max_train_steps", "ss_num_epochs",
+               "ss_num_validation_images", "ss_max_validation_steps", "ss_dp_sampling_rate",
+               "ss_dp_num_images")
+
+
+@pytest.mark.parametrize("mode", [MetadataMode.REDACTED, MetadataMode.NONE])
+def test_redacted_metadata_drops_every_dataset_size_count(mode: MetadataMode) -> None:
+    """No key or value of the redacted/none metadata carries the run's step, epoch, batch or
+    image counts; `--metadata full` still has them; `extra` cannot smuggle them back."""
+    info = _info() | {"steps": 4321, "epoch": 87, "num_train_images": 5309,
+                      "num_batches_per_epoch": 2713, "max_train_steps": 6011, "num_epochs": 89}
+    meta = build_metadata(_settings(), mode=mode, training_info=info)
+    assert not set(_COUNT_KEYS) & set(meta)
+    for number in ("4321", "87", "5309", "2713", "6011", "89"):
+        assert not any(number in v for v in meta.values()), number
+    full = build_metadata(_settings(), mode=MetadataMode.FULL, training_info=info)
+    assert full["ss_steps"] == "4321" and full["ss_epoch"] == "87"
+    assert full["ss_num_train_images"] == "5309" and full["ss_max_train_steps"] == "6011"
+    for key in ("ss_steps", "ss_epoch", "ss_max_train_steps"):
+        with pytest.raises(ConfigError):
+            build_metadata(_settings(), mode=mode, training_info={"extra": {key: "1"}})
