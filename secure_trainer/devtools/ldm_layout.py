@@ -1,4 +1,4 @@
-"""Rename diffusers SD1.x state dicts into the original LDM single-file key layout.
+"""Rename diffusers SD1.x/SDXL state dicts into the original LDM single-file key layout.
 
 Used only to write the development single-file checkpoint, so that the loader's LDM → diffusers
 path is exercised on a file with real key names. Never reads or writes files itself.
@@ -7,29 +7,16 @@ path is exercised on a file with real key names. Never reads or writes files its
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import torch
+
+from secure_trainer.models.ldm_names import unet_key
 
 UNET_PREFIX = "model.diffusion_model."
 VAE_PREFIX = "first_stage_model."
 CLIP_PREFIX = "cond_stage_model.transformer."
 
-_UNET_TOP = {
-    "time_embedding.linear_1.": "time_embed.0.",
-    "time_embedding.linear_2.": "time_embed.2.",
-    "conv_in.": "input_blocks.0.0.",
-    "conv_norm_out.": "out.0.",
-    "conv_out.": "out.2.",
-}
-_UNET_RESNET = {
-    "norm1": "in_layers.0",
-    "conv1": "in_layers.2",
-    "time_emb_proj": "emb_layers.1",
-    "norm2": "out_layers.0",
-    "conv2": "out_layers.3",
-    "conv_shortcut": "skip_connection",
-}
 _VAE_ATTN = {
     "group_norm": "norm",
     "to_q": "q",
@@ -37,42 +24,6 @@ _VAE_ATTN = {
     "to_v": "v",
     "to_out.0": "proj_out",
 }
-
-
-def _resnet_rest(rest: str, table: Mapping[str, str]) -> str:
-    layer, _, param = rest.rpartition(".")
-    return f"{table.get(layer, layer)}.{param}"
-
-
-def unet_key(key: str, *, layers_per_block: int, up_has_attention: Sequence[bool]) -> str:
-    """LDM name of one diffusers UNet2DConditionModel parameter (SD1.x layout)."""
-    for old, new in _UNET_TOP.items():
-        if key.startswith(old):
-            return new + key[len(old):]
-    step = layers_per_block + 1
-    if m := re.fullmatch(r"down_blocks\.(\d+)\.resnets\.(\d+)\.(.+)", key):
-        i, j, rest = int(m[1]), int(m[2]), m[3]
-        return f"input_blocks.{step * i + j + 1}.0.{_resnet_rest(rest, _UNET_RESNET)}"
-    if m := re.fullmatch(r"down_blocks\.(\d+)\.attentions\.(\d+)\.(.+)", key):
-        i, j, rest = int(m[1]), int(m[2]), m[3]
-        return f"input_blocks.{step * i + j + 1}.1.{rest}"
-    if m := re.fullmatch(r"down_blocks\.(\d+)\.downsamplers\.0\.conv\.(.+)", key):
-        return f"input_blocks.{step * (int(m[1]) + 1)}.0.op.{m[2]}"
-    if m := re.fullmatch(r"mid_block\.resnets\.(\d+)\.(.+)", key):
-        return f"middle_block.{2 * int(m[1])}.{_resnet_rest(m[2], _UNET_RESNET)}"
-    if m := re.fullmatch(r"mid_block\.attentions\.0\.(.+)", key):
-        return f"middle_block.1.{m[1]}"
-    if m := re.fullmatch(r"up_blocks\.(\d+)\.resnets\.(\d+)\.(.+)", key):
-        i, j, rest = int(m[1]), int(m[2]), m[3]
-        return f"output_blocks.{step * i + j}.0.{_resnet_rest(rest, _UNET_RESNET)}"
-    if m := re.fullmatch(r"up_blocks\.(\d+)\.attentions\.(\d+)\.(.+)", key):
-        i, j, rest = int(m[1]), int(m[2]), m[3]
-        return f"output_blocks.{step * i + j}.1.{rest}"
-    if m := re.fullmatch(r"up_blocks\.(\d+)\.upsamplers\.0\.conv\.(.+)", key):
-        i = int(m[1])
-        slot = 2 if up_has_attention[i] else 1
-        return f"output_blocks.{step * i + layers_per_block}.{slot}.conv.{m[2]}"
-    raise KeyError(f"no LDM name for UNet parameter {key}")
 
 
 def vae_key(key: str, *, num_blocks: int) -> str:

@@ -10,7 +10,7 @@ import json
 from importlib import resources
 from typing import Any, Literal
 
-Family = Literal["sd15"]
+Family = Literal["sd15", "sdxl"]
 """Model families with bundled configs under `secure_trainer/models/configs/<family>/`."""
 
 # coupling: devtools/tiny_model.py writes these metadata keys, models/single_file.py reads them.
@@ -21,10 +21,15 @@ META_TEXT_ENCODER = "secure_trainer.text_encoder_config"
 META_VOCAB = "secure_trainer.tokenizer_vocab"
 META_MERGES = "secure_trainer.tokenizer_merges"
 FORMAT_SD1_LDM = "sd1-ldm"
+FORMAT_SDXL_LDM = "sdxl-ldm"
+META_TEXT_ENCODER_2 = "secure_trainer.text_encoder_2_config"
+SD1_VAE_SCALE = 0.18215
+SDXL_VAE_SCALE = 0.13025
 
 
 def family_config(family: Family, name: str) -> dict[str, Any]:
-    """One bundled architecture config (`unet`, `vae`, `text_encoder`, `scheduler`) of `family`.
+    """One bundled architecture config (`unet`, `vae`, `text_encoder`, `scheduler`; SDXL also
+    `text_encoder_2`) of `family`.
 
     Raises FileNotFoundError for a config the family does not bundle (a programming error).
     """
@@ -37,3 +42,9 @@ def family_config(family: Family, name: str) -> dict[str, Any]:
 def sd15_config(name: str) -> dict[str, Any]:
     """One of the bundled SD1.5 architecture configs (`unet`, `vae`, `text_encoder`, `scheduler`)."""
     return family_config("sd15", name)
+
+
+def sdxl_config(name: str) -> dict[str, Any]:
+    """One of the bundled SDXL 1.0 base configs (`unet`, `vae`, `text_encoder`,
+    `text_encoder_2`, `scheduler`)."""
+    return family_config("sdxl", name)

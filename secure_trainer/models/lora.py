@@ -1,9 +1,10 @@
-"""Inject LoRA adapters (peft) into exactly the modules sd-scripts `networks.lora` targets for SD1.x.
+"""Inject LoRA adapters (peft) into exactly the modules sd-scripts `networks.lora` targets (SD1.x, SDXL).
 
 UNet: every Linear and 1×1 Conv2d inside a Transformer2DModel ("LoRA-LierLa"); with `conv_dim`
 also the convs and time projections inside ResnetBlock2D / Downsample2D / Upsample2D
 ("LoRA-C3Lier", 3×3 convs at conv_dim/conv_alpha). Text encoder: every Linear inside CLIPAttention
-and CLIPMLP. Scale = alpha / rank (alpha 0 or unset ⇒ rank); lora_down (peft lora_A) is
+and CLIPMLP (SDXL: both encoders, `lora_te1_`/`lora_te2_`; UNet keys in LDM block names, as
+sd-scripts builds SDXL on an LDM-layout UNet). Scale = alpha / rank (alpha 0 or unset ⇒ rank); lora_down (peft lora_A) is
 Kaiming-uniform(a=√5), lora_up (lora_B) zero, so ΔW = 0 at step 0. Base weights are frozen.
 Never touches disk; names every module by its Kohya key so export and loading agree.
 """
@@ -19,18 +20,21 @@ import torch
 from torch import nn
 
 from secure_trainer.errors import ConfigError, TrainingError
+from secure_trainer.models.ldm_names import ModuleNamer, unet_module_namer
 from secure_trainer.settings import NetworkSettings
 
 ADAPTER = "default"
 Kind = Literal["linear", "conv1x1", "conv3x3"]
-Part = Literal["unet", "text_encoder"]
+Part = Literal["unet", "text_encoder", "text_encoder_2"]
 # Class names, as sd-scripts matches them (by name, not isinstance).
 UNET_BLOCKS = frozenset({"Transformer2DModel"})
 UNET_CONV_BLOCKS = frozenset({"ResnetBlock2D", "Downsample2D", "Upsample2D"})
 TE_BLOCKS = frozenset({"CLIPAttention", "CLIPSdpaAttention", "CLIPFlashAttention2", "CLIPMLP"})
 _LINEAR = frozenset({"Linear", "LoRACompatibleLinear"})
 _CONV = frozenset({"Conv2d", "LoRACompatibleConv"})
-PREFIX = {"unet": "lora_unet_", "text_encoder": "lora_te_"}
+PREFIX: dict[Part, str] = {"unet": "lora_unet_", "text_encoder": "lora_te_"}
+SDXL_PREFIX: dict[Part, str] = {"unet": "lora_unet_", "text_encoder": "lora_te1_",
+                                "text_encoder_2": "lora_te2_"}
 
 
 @dataclass(frozen=True)
@@ -56,18 +60,24 @@ def _te_name_prefix(text_encoder: nn.Module) -> str:
     return "" if hasattr(text_encoder, "text_model") else "text_model_"
 
 
-def find_targets(root: nn.Module, part: Part, net: NetworkSettings) -> list[LoraTarget]:
-    """The adapter targets of one model part, in module order, with per-module rank/alpha."""
+def find_targets(root: nn.Module, part: Part, net: NetworkSettings, *,
+                 prefix: str | None = None, namer: ModuleNamer | None = None) -> list[LoraTarget]:
+    """The adapter targets of one model part, in module order, with per-module rank/alpha.
+
+    `prefix` overrides the SD1 key prefix (SDXL: `lora_te1_`/`lora_te2_`); `namer` maps a module
+    path to the name used in the Kohya key (SDXL UNet: LDM block names). Raises ConfigError.
+    """
     if net.dim < 1:
         raise ConfigError("network_dim must be a positive integer")
     alpha = _resolve_alpha(net.alpha, net.dim)
     conv_dim = net.conv_dim or None
     conv_alpha = (_resolve_alpha(net.conv_alpha if net.conv_alpha is not None else 1.0, conv_dim)
                   if conv_dim else 0.0)
-    blocks = set(TE_BLOCKS if part == "text_encoder" else UNET_BLOCKS)
+    is_te = part != "unet"
+    blocks = set(TE_BLOCKS if is_te else UNET_BLOCKS)
     if part == "unet" and conv_dim:
         blocks |= UNET_CONV_BLOCKS
-    name_prefix = PREFIX[part] + (_te_name_prefix(root) if part == "text_encoder" else "")
+    name_prefix = (prefix or PREFIX[part]) + (_te_name_prefix(root) if is_te else "")
     seen: set[str] = set()
     targets: list[LoraTarget] = []
     for block_path, block in root.named_modules():
@@ -90,7 +100,8 @@ def find_targets(root: nn.Module, part: Part, net: NetworkSettings) -> list[Lora
             seen.add(path)
             rank, a = (conv_dim, conv_alpha) if kind == "conv3x3" else (net.dim, alpha)
             assert rank is not None
-            targets.append(LoraTarget(kohya_name=name_prefix + path.replace(".", "_"), path=path,
+            key_path = namer(path) if namer is not None else path
+            targets.append(LoraTarget(kohya_name=name_prefix + key_path.replace(".", "_"), path=path,
                                       part=part, kind=kind, rank=rank, alpha=a))
     return targets
 
@@ -106,6 +117,8 @@ class LoraHandles:
     targets: dict[str, LoraTarget]
     multiplier: float = 1.0
     adapter: str = ADAPTER
+    text_encoder_2: Any = None
+    """SDXL's OpenCLIP-bigG encoder (None for SD1.x)."""
 
     def named_params(self, part: Part) -> Iterator[tuple[str, nn.Parameter]]:
         """(`<kohya_name>.lora_down.weight` | `.lora_up.weight`, Parameter) of one part."""
@@ -119,9 +132,15 @@ class LoraHandles:
         """Trainable LoRA parameters of the UNet (empty with network_train_text_encoder_only)."""
         return [p for _, p in self.named_params("unet")]
 
-    def text_encoder_params(self) -> list[nn.Parameter]:
-        """Trainable LoRA parameters of the text encoder (empty with network_train_unet_only)."""
-        return [p for _, p in self.named_params("text_encoder")]
+    def text_encoder_params(self, which: Literal["all", "text_encoder", "text_encoder_2"] = "all"
+                            ) -> list[nn.Parameter]:
+        """Trainable LoRA parameters of the text encoder(s) (empty with network_train_unet_only).
+
+        `all` = both SDXL encoders (TE1 then TE2); otherwise one part.
+        """
+        parts: tuple[Part, ...] = (("text_encoder", "text_encoder_2") if which == "all"
+                                   else (which,))
+        return [p for part in parts for _, p in self.named_params(part)]
 
     def alpha(self, name: str) -> float:
         """Current alpha of one module (as it will be exported)."""
@@ -179,7 +198,8 @@ def inject_lora(base: Any, net: NetworkSettings, *,
                 param_dtype: torch.dtype = torch.float32) -> LoraHandles:
     """Add LoRA adapters to `base.unet` / `base.text_encoder` the way sd-scripts networks.lora does.
 
-    `base` is a model_loading.BaseModel (anything with `.unet` and `.text_encoder`). LoRA weights
+    `base` is a model_loading.BaseModel (anything with `.unet` and `.text_encoder`; a non-None
+    `.text_encoder_2` makes it SDXL). LoRA weights
     are kept in `param_dtype` (float32, like Kohya without --full_fp16) whatever the base dtype.
     All base parameters are frozen (requires_grad False). Raises ConfigError for dim < 1 or when
     both network_train_unet_only and network_train_text_encoder_only are set.
@@ -187,10 +207,11 @@ def inject_lora(base: Any, net: NetworkSettings, *,
     if net.train_unet_only and net.train_text_encoder_only:
         raise ConfigError(
             "network_train_unet_only and network_train_text_encoder_only exclude each other")
-    base.unet.requires_grad_(False)
-    base.text_encoder.requires_grad_(False)
-    if getattr(base, "vae", None) is not None:
-        base.vae.requires_grad_(False)
+    text_encoder_2 = getattr(base, "text_encoder_2", None)
+    sdxl = text_encoder_2 is not None
+    for frozen in (base.unet, base.text_encoder, text_encoder_2, getattr(base, "vae", None)):
+        if frozen is not None:
+            frozen.requires_grad_(False)
     modules: dict[str, tuple[nn.Module, Kind]] = {}
     targets: dict[str, LoraTarget] = {}
     parts: list[tuple[Part, nn.Module]] = []
@@ -198,9 +219,14 @@ def inject_lora(base: Any, net: NetworkSettings, *,
         parts.append(("unet", base.unet))
     if not net.train_unet_only:
         parts.append(("text_encoder", base.text_encoder))
+        if sdxl:
+            parts.append(("text_encoder_2", text_encoder_2))
+    prefixes = SDXL_PREFIX if sdxl else PREFIX
     for part, root in parts:
-        found = find_targets(root, part, net)
+        # SDXL UNet keys use LDM block names (sd-scripts' SDXL UNet is LDM-layout).
+        namer = unet_module_namer(dict(root.config)) if sdxl and part == "unet" else None
+        found = find_targets(root, part, net, prefix=prefixes[part], namer=namer)
         modules.update(_inject(root, found, net, param_dtype))
         targets.update({t.kohya_name: t for t in found})
     return LoraHandles(unet=base.unet, text_encoder=base.text_encoder, modules=modules,
-                       targets=targets)
+                       targets=targets, text_encoder_2=text_encoder_2)
