@@ -319,7 +319,12 @@ class Lifecycle:
         record = read_record(lora)
         if settings.dp.enabled and record is None:  # type: ignore[attr-defined]
             raise TrainingError("DP was requested but the trainer wrote no DP record")
-        return None if record is None else asdict(record)
+        if record is None:
+            return None
+        from entrypoint.run.dp_check import check_dp_record
+
+        # SECURITY: the trainer wrote the record; seal only an ε root recomputed (else exit 7).
+        return asdict(check_dp_record(record, settings.dp))  # type: ignore[attr-defined]
 
     def _teardown(self, owns_marker: bool) -> None:
         """Undo what this run did, newest first; collect our errors and raise the first one
