@@ -44,9 +44,14 @@ def _drop_ids(no_drop: bool, uid: int | None, gid: int | None) -> tuple[int, int
     return _trainer_ids() if os.geteuid() == 0 else None
 
 
-def _train_settings(args: list[str]) -> TrainSettings | None:
+def _train_settings(args: list[str], workspace: Path | None) -> TrainSettings | None:
     if not args:
         return None
+    if workspace is not None and not any(a == "--output_dir" or a.startswith("--output_dir=")
+                                         for a in args):
+        # coupling: `run` (entrypoint/run/lifecycle.py) writes into runs/<id> of the workspace
+        # when no --output_dir is given; judge the same place so both give one verdict.
+        args = [*args, "--output_dir", str(workspace / "runs")]
     from secure_trainer.kohya.config import parse_train_args  # lazy: helper A's parser
 
     def _warn(message: str) -> None:
@@ -100,7 +105,7 @@ def register(root: typer.Typer, groups: CommandGroups) -> None:
         profile = load_profile(policy)
         context = PolicyContext(
             profile=profile,
-            train=_train_settings(list(ctx.args)),
+            train=_train_settings(list(ctx.args), workspace),
             workspace_dir=workspace,
             cipher_dir=cipher_dir,
             drop_ids=_drop_ids(no_drop, drop_uid, drop_gid),

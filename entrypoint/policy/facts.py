@@ -163,6 +163,8 @@ class TrainingFacts:
     dp_target_epsilon: float | None
     output_in_workspace: bool
     logging_in_workspace: bool | None  # None when no logging_dir is set
+    model_in_workspace: bool  # the base model resolves (symlinks, `..`) inside the workspace
+    dataset_in_workspace: bool  # every subset folder resolves inside the workspace
 
 
 # coupling: section names are the CEL root identifiers; gatherers/__init__.py has one per name.

@@ -14,7 +14,7 @@ from entrypoint.policy.context import PolicyContext
 from entrypoint.policy.decision import Decision
 from entrypoint.policy.engine import evaluate
 from entrypoint.policy.facts import SECTIONS, Facts
-from entrypoint.policy.gatherers import gather_facts
+from entrypoint.policy.gatherers import NEEDS_TRAIN_SETTINGS, gather_facts
 from entrypoint.policy.phases import PHASE_SECTIONS, Phase
 
 __all__ = ["check", "preflight"]
@@ -46,8 +46,12 @@ def preflight(phase: Phase, ctx: PolicyContext) -> Decision:
 def check(ctx: PolicyContext) -> tuple[Decision, Facts]:
     """Gather every section and evaluate every rule at once (`policy check`).
 
+    Without trainer settings the model, dataset and training rules are reported as skipped
+    (there is no run to judge); with them, the verdict is the one `run` reaches over its phases.
+
     Never raises PolicyDenied: the caller decides what a deny means. Gatherers raise nothing
     of ours except DataRejected for an unreadable caption file.
     """
     facts = gather_facts(SECTIONS, ctx)
-    return evaluate(ctx.profile, facts, phase="all"), facts
+    absent = NEEDS_TRAIN_SETTINGS if ctx.train is None else frozenset()
+    return evaluate(ctx.profile, facts, phase="all", not_applicable=absent), facts

@@ -33,6 +33,7 @@ from entrypoint.errors import (
 )
 from entrypoint.run.marker import clear_run_marker, write_run_marker
 from entrypoint.run.recovery import StaleRun, recover_stale_run, wipe_stale_tmp
+from entrypoint.run.seal import Governance, register_sealed_run, retention_from_env
 from entrypoint.run.signals import deferred_signals
 from entrypoint.run.trainer_child import run_trainer, usable_by
 from entrypoint.run.wipe import default_targets, wipe
@@ -64,12 +65,16 @@ class RunSettings:
     owner: str = "unspecified"
     purpose: str = "unspecified"
     legal_basis: str = "unspecified"
+    retention_days: int | None = None
+    """ST_RETENTION_DAYS: the run's outputs expire after this many days (strict requires it)."""
     extra_env: dict[str, str] = field(default_factory=dict)
     audit_mode: AuditMode = AuditMode.APP
     vault_files: tuple[Path, ...] = ()
     """Vault credential files (token, role_id, secret_id, JWT) the kernel rules watch."""
     canary: str | None = None
     """ST_POLICY_CANARY: an IP:PORT that must stay unreachable (egress proof for the policy)."""
+    log_level: str = "warning"
+    """ST_LOG_LEVEL: the log level the policy judges (the same variable `policy check` reads)."""
 
     @classmethod
     def from_env(cls, env: dict[str, str], *, policy: str, train_args: list[str],
@@ -96,9 +101,11 @@ class RunSettings:
                    policy=policy, train_args=tuple(train_args),
                    train_ids=ids, audit_mode=AuditMode.parse(env.get("ST_AUDIT_MODE", "app")),
                    vault_files=vault_files, canary=env.get("ST_POLICY_CANARY") or None,
+                   log_level=env.get("ST_LOG_LEVEL", "warning"),
                    owner=env.get("ST_OWNER", "unspecified"),
                    purpose=env.get("ST_PURPOSE", "unspecified"),
-                   legal_basis=env.get("ST_LEGAL_BASIS", "unspecified"))
+                   legal_basis=env.get("ST_LEGAL_BASIS", "unspecified"),
+                   retention_days=retention_from_env(env))
 
 
 _usable_by = usable_by  # coupling: older tests import it from here
@@ -176,6 +183,7 @@ class Lifecycle:
         ctx = PolicyContext(profile=load_profile(s.policy), train=train,  # type: ignore[arg-type]
                             workspace_dir=s.mountpoint, cipher_dir=s.cipher_dir,
                             drop_ids=s.train_ids, audit_mode=s.audit_mode.value,
+                            log_level=s.log_level,
                             canary=parse_canary(s.canary) if s.canary else None)
         try:
             decision = preflight(phase, ctx)  # type: ignore[arg-type]
@@ -285,7 +293,7 @@ class Lifecycle:
                            echo=self._echo)
 
     def _seal(self, settings: object, lora: Path, args: list[str], started: float) -> None:
-        from secure_trainer.registry import Registry, file_sha256
+        from secure_trainer.registry import file_sha256
 
         root = self._s.mountpoint
         data_files = sorted(p for ds in settings.datasets for sub in ds.subsets  # type: ignore[attr-defined]
@@ -294,9 +302,14 @@ class Lifecycle:
         hashes = sorted({file_sha256(p) for p in data_files})
         lora_sha = _sha256(lora)
         dp = self._dp_record(settings, lora)
-        Registry(self._ws.registry_path).register_run(
-            self.run_id, lora, None, "run", hashes, {}, self._s.owner, self._s.purpose,
-            self._s.legal_basis)
+        s = self._s
+        register_sealed_run(  # every artefact of the run dir, base model, datasets, expiry
+            registry_path=self._ws.registry_path, root=root, run_id=self.run_id,
+            run_dir=lora.parent, lora=lora, base_model=settings.pretrained_model_name_or_path,  # type: ignore[attr-defined]
+            data_dirs=[sub.image_dir for ds in settings.datasets for sub in ds.subsets],  # type: ignore[attr-defined]
+            image_hashes=hashes, governance=Governance.for_policy(
+                s.policy, owner=s.owner, purpose=s.purpose, legal_basis=s.legal_basis,
+                retention_days=s.retention_days))
         # The `sealed` record's sequence number goes into the manifest: a log cut off before
         # it (a valid but shorter chain) is caught by `audit verify --manifest`.
         if dp is not None:

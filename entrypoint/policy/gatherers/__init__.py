@@ -38,7 +38,8 @@ GATHERERS: dict[str, Callable[[PolicyContext], Any]] = {
     "training": training.gather,
 }
 # Sections that describe the training run itself: without trainer settings there is nothing
-# to describe, so they stay None (and rules reading them are reported as skipped).
+# to describe, so they stay None (a lifecycle phase then denies the rules reading them, fail
+# closed; `policy check` without trainer arguments reports them as skipped).
 NEEDS_TRAIN_SETTINGS = frozenset({"model", "dataset", "training"})
 
 

@@ -1,6 +1,8 @@
-"""Training facts: log level, `ss_*` metadata mode, DP-SGD and where outputs and logs land.
+"""Training facts: log level, `ss_*` metadata mode, DP-SGD and where model, dataset, outputs
+and logs resolve.
 
-Compares paths lexically against the workspace mountpoint and keeps only the booleans.
+Resolves paths (symlinks, `..`; relative ones against the cwd, which `run` sets to the
+workspace) against the workspace mountpoint and keeps only the booleans — never a path.
 """
 
 from __future__ import annotations
@@ -37,4 +39,8 @@ def gather(ctx: PolicyContext) -> TrainingFacts:
         output_in_workspace=is_inside(train.output_dir, ctx.workspace_dir),
         logging_in_workspace=(is_inside(train.logging_dir, ctx.workspace_dir)
                               if train.logging_dir is not None else None),
+        model_in_workspace=is_inside(Path(train.pretrained_model_name_or_path),
+                                     ctx.workspace_dir),
+        dataset_in_workspace=all(is_inside(Path(sub.image_dir), ctx.workspace_dir)
+                                 for ds in train.datasets for sub in ds.subsets),
     )

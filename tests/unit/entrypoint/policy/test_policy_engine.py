@@ -60,7 +60,8 @@ GOOD = Facts(
                          pii_by_type={"EMAIL": 0, "PHONE": 0}, config_strings_with_pii=0),
     training=TrainingFacts(log_level="warning", metadata_mode="redacted", dp_enabled=True,
                            dp_target_epsilon=8.0, output_in_workspace=True,
-                           logging_in_workspace=None),
+                           logging_in_workspace=None, model_in_workspace=True,
+                           dataset_in_workspace=True),
 )
 
 
@@ -93,6 +94,10 @@ def test_strict_allows_a_hardened_run() -> None:
      "dataset.no_caption_pii"),
     ("training", {"log_level": "debug"}, "training.quiet_logs"),
     ("training", {"metadata_mode": "full"}, "training.metadata_redacted"),
+    ("training", {"model_in_workspace": False}, "training.paths_in_workspace"),
+    ("training", {"dataset_in_workspace": False}, "training.paths_in_workspace"),
+    ("training", {"output_in_workspace": False}, "training.paths_in_workspace"),
+    ("training", {"logging_in_workspace": False}, "training.paths_in_workspace"),
 ])
 def test_each_bad_fact_is_denied_by_strict(section: str, change: dict[str, object],
                                            rule_id: str) -> None:
@@ -159,18 +164,50 @@ def test_error_result_counts_as_failure(tmp_path: Path) -> None:
 
 
 def test_phases_and_missing_sections() -> None:
-    """Pre-mount skips post-mount rules and vice versa; absent sections are skipped."""
+    """Pre-mount skips post-mount rules and vice versa; a rule of the phase whose facts are
+    absent is a deny error, never skipped (fail closed)."""
     profile = load_profile("strict")
-    pre = evaluate(profile, replace(GOOD, model=None, dataset=None), phase="pre-mount")
+    pre = evaluate(profile, replace(GOOD, model=None, dataset=None, training=None),
+                   phase="pre-mount")
     results = {r.id: r for r in pre.results}
     assert results["dataset.no_gps"].result == "skipped"
     assert results["dataset.no_gps"].reason == "evaluated in phase post-mount"
+    assert results["training.metadata_redacted"].reason == "evaluated in phase post-mount"
     assert results["vault.tls"].result == "pass"
     post = evaluate(profile, Facts(fs=GOOD.fs), phase="post-mount")
     results = {r.id: r for r in post.results}
     assert results["fs.workspace_gocryptfs"].result == "pass"
-    assert results["model.present"].reason == "facts not gathered: model"
+    assert (results["model.present"].result, results["model.present"].action) == ("error", "deny")
+    assert "facts not gathered in phase post-mount (model)" in results["model.present"].reason
     assert results["vault.tls"].result == "skipped"
+    assert post.verdict == "deny"
+
+
+def test_missing_facts_deny_even_a_warn_rule() -> None:
+    """A warn rule (dev's training.metadata_redacted) whose facts are missing in its phase
+    denies; only `policy check` without trainer args may mark such rules not applicable."""
+    dev = load_profile("dev")
+    assert dev.rule("training.metadata_redacted").action == "warn"
+    decision = evaluate(dev, replace(GOOD, training=None), phase="post-mount")
+    result = next(r for r in decision.results if r.id == "training.metadata_redacted")
+    assert (result.result, result.action) == ("error", "deny") and decision.denied
+    check_all = evaluate(dev, replace(GOOD, training=None, model=None, dataset=None),
+                         phase="all", not_applicable=frozenset({"model", "dataset", "training"}))
+    result = next(r for r in check_all.results if r.id == "training.metadata_redacted")
+    assert result.result == "skipped" and not check_all.denied
+    vault_gone = evaluate(dev, replace(GOOD, vault=None), phase="all",
+                          not_applicable=frozenset({"model", "dataset", "training"}))
+    assert "vault.tls" in {r.id for r in vault_gone.denials}  # only the named sections skip
+
+
+def test_training_rules_are_post_mount_in_every_profile() -> None:
+    """Training facts come from the real trainer args, which `run` parses after the mount."""
+    for name in ("strict", "standard", "dev"):
+        profile = load_profile(name)
+        assert {r.phase for r in profile.rules if r.id.startswith("training.")} == {"post-mount"}
+    actions = {n: load_profile(n).rule("training.paths_in_workspace").action
+               for n in ("strict", "standard", "dev")}
+    assert actions == {"strict": "deny", "standard": "deny", "dev": "warn"}
 
 
 def test_decision_record_and_audit_fields(tmp_path: Path) -> None:

@@ -1,0 +1,116 @@
+"""One verdict: `run` refuses what `policy check` refuses, before the trainer starts.
+
+A site profile (extends the native dev profile) turns the training rules back into denies, as
+an operator would. For each deny-worthy trainer argument, `policy check` (run inside the
+mounted workspace, like `run` parses its arguments) and `run` name the same denied rules; `run`
+exits 3 after the post-mount policy phase, never reaches [train], records the denial in the
+app audit log and leaves no new file outside the cipher dir. Real OpenBao, real gocryptfs.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.run_support import (
+    TRAIN_ARGS,
+    RunCase,
+    RunProcess,
+    app_events,
+    prepare,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.root, pytest.mark.slow]
+
+_DENIED_LINE = re.compile(r"^\s+\[([a-z0-9_.]+)\] ")
+
+
+@pytest.fixture(scope="module")
+def case(dev_vault: Any, tmp_path_factory: pytest.TempPathFactory, tiny_model: Any,
+         tiny_dataset: Path) -> Iterator[RunCase]:
+    """One prepared workspace shared by the cases of this module (no run here trains)."""
+    yield prepare(dev_vault, tmp_path_factory.mktemp("verdict"), tiny_model, tiny_dataset)
+
+
+def _site_profile(case: RunCase) -> Path:
+    """The operator's profile: native dev, with the training rules back to deny."""
+    base = Path(case.policy())
+    site = case.tmp_path / "site.yaml"
+    extends = base.stem if base.suffix != ".yaml" else str(base)
+    site.write_text(f"name: site\ndescription: site profile\nextends: {extends}\noverride:\n"
+                    "  - id: training.metadata_redacted\n    action: deny\n"
+                    "  - id: training.output_in_workspace\n    action: deny\n"
+                    "  - id: training.paths_in_workspace\n    action: deny\n")
+    return site
+
+
+def _files_outside_cipher(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*")
+            if not p.is_dir() and not p.is_relative_to(root / "cipher")}
+
+
+def _check_denials(case: RunCase, policy: Path, extra: tuple[str, ...]) -> tuple[int, set[str]]:
+    """`policy check` with the run's arguments, from inside the mounted workspace."""
+    with case.opened():
+        done = subprocess.run(
+            [sys.executable, "-m", "entrypoint.cli", "policy", "check", "--policy", str(policy),
+             "--json", "--workspace", str(case.mnt), "--cipher-dir", str(case.cipher),
+             *(["--no-privilege-drop"] if case.run_env()["ST_TRAIN_UID"] == "none" else []),
+             *TRAIN_ARGS, "--max_train_steps", "1", *extra],
+            cwd=case.mnt, env=case.run_env(), capture_output=True, text=True, timeout=300,
+            check=False)
+    assert done.stdout.startswith("{"), done.stderr[-2000:]
+    doc = json.loads(done.stdout)
+    return done.returncode, {r["id"] for r in doc["rules"]
+                             if r["action"] == "deny" and r["result"] in ("fail", "error")}
+
+
+@pytest.mark.parametrize(("extra", "rules"), [
+    (("--metadata", "full"), {"training.metadata_redacted"}),
+    (("--output_dir", "{plain}/out"), {"training.output_in_workspace",
+                                       "training.paths_in_workspace"}),
+    (("--logging_dir", "{plain}/logs"), {"training.output_in_workspace",
+                                         "training.paths_in_workspace"}),
+    (("--pretrained_model_name_or_path", "{plain}/model"), {"training.paths_in_workspace"}),
+])
+def test_run_and_check_agree_and_run_stops_before_training(
+        case: RunCase, extra: tuple[str, ...], rules: set[str]) -> None:
+    plain = case.tmp_path / "plain"
+    plain.mkdir(exist_ok=True)
+    if "{plain}/model" in extra:  # a model that exists, but in plaintext outside the workspace
+        with case.opened() as ws:
+            model = plain / "model"
+            if not model.exists():
+                import shutil
+
+                shutil.copytree(ws.models_dir / "tiny", model)
+    args = tuple(a.replace("{plain}", str(plain)) for a in extra)
+    policy = _site_profile(case)
+    check_code, check_denied = _check_denials(case, policy, args)
+    assert check_code == 3 and check_denied == rules, check_denied
+
+    before = _files_outside_cipher(case.tmp_path)
+    run = RunProcess(case, steps=1, policy=str(policy), extra_args=args)
+    code, out = run.finish(timeout=300)
+    assert code == 3, out[-2000:]
+    run_denied = {m.group(1) for line in out.splitlines() if (m := _DENIED_LINE.match(line))}
+    assert run_denied == check_denied, out[-2000:]
+    assert "[train]" not in out and "[workspace]" in out  # judged after the mount, before training
+    assert str(plain) not in out
+    assert _files_outside_cipher(case.tmp_path) == before
+    assert not (plain / "out").exists() and not (plain / "logs").exists()
+    assert not case.fs.is_mounted(case.mnt)
+    with case.opened() as ws:
+        events = [{"event": e["event"], **e["fields"]} for e in app_events(ws)]
+        denied = [e for e in events if e["event"] == "policy_denied"]
+        assert denied and denied[-1]["phase"] == "post-mount"
+        assert {f["id"] for f in denied[-1]["failed"] if f["action"] == "deny"} == rules
+        assert not any(e["event"] == "train_start" for e in events
+                       if e.get("run_id") == denied[-1]["run_id"])
