@@ -55,7 +55,7 @@ class AuditMode(enum.Enum):
 def default_rules_file() -> Path:
     """$ST_POLICY_DIR/audit/secure-trainer.rules, else the repository's policies/audit/."""
     base = os.environ.get("ST_POLICY_DIR")
-    root = Path(base) if base else Path(__file__).resolve().parents[1] / "policies"
+    root = Path(base) if base else Path(__file__).resolve().parents[2] / "policies"
     return root / "audit" / RULES_FILE_NAME
 
 
