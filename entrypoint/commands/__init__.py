@@ -20,12 +20,14 @@ from entrypoint.commands import (
     registry_cmd,
     run_cmd,
     train_cmd,
+    train_llm_cmd,
     wipe_cmd,
     workspace_cmd,
 )
 
 COMMAND_MODULES: tuple[ModuleType, ...] = (
     train_cmd,
+    train_llm_cmd,
     run_cmd,
     policy_cmd,
     keys_cmd,
