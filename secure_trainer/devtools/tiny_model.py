@@ -57,7 +57,8 @@ def _configs(full_size: bool, vocab_size: int) -> tuple[dict[str, Any], dict[str
     return unet, vae, te
 
 
-def _strip_private(config: dict[str, Any]) -> dict[str, Any]:
+def strip_private(config: dict[str, Any]) -> dict[str, Any]:
+    """A config without diffusers' private `_*` keys and transformers' `architectures`."""
     return {k: v for k, v in config.items() if not k.startswith("_") and k != "architectures"}
 
 
@@ -89,16 +90,16 @@ def make_tiny_model(out: Path, *, full_size: bool = False) -> TinyModelPaths:
 
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(SEED)
-            unet = UNet2DConditionModel.from_config(_strip_private(unet_cfg))
-            vae = AutoencoderKL.from_config(_strip_private(vae_cfg))
-            text_encoder = CLIPTextModel(CLIPTextConfig(**_strip_private(te_cfg)))
+            unet = UNet2DConditionModel.from_config(strip_private(unet_cfg))
+            vae = AutoencoderKL.from_config(strip_private(vae_cfg))
+            text_encoder = CLIPTextModel(CLIPTextConfig(**strip_private(te_cfg)))
         dtype = torch.float16 if full_size else torch.float32
         unet.to(dtype)
         vae.to(dtype)
         text_encoder.to(dtype)
         tokenizer = CLIPTokenizer.from_pretrained(tok_dir, local_files_only=True)
         tokenizer.model_max_length = MAX_LENGTH
-        scheduler = PNDMScheduler.from_config(_strip_private(sd15_config("scheduler")))
+        scheduler = PNDMScheduler.from_config(strip_private(sd15_config("scheduler")))
         pipe = StableDiffusionPipeline(
             vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
             safety_checker=None, feature_extractor=None, requires_safety_checker=False)
@@ -109,9 +110,9 @@ def make_tiny_model(out: Path, *, full_size: bool = False) -> TinyModelPaths:
     metadata = {
         "format": "pt",
         META_FORMAT: FORMAT_SD1_LDM,
-        META_UNET: json.dumps(_strip_private(unet_cfg)),
-        META_VAE: json.dumps(_strip_private(vae_cfg)),
-        META_TEXT_ENCODER: json.dumps(_strip_private(te_cfg)),
+        META_UNET: json.dumps(strip_private(unet_cfg)),
+        META_VAE: json.dumps(strip_private(vae_cfg)),
+        META_TEXT_ENCODER: json.dumps(strip_private(te_cfg)),
         META_VOCAB: (tok_dir / "vocab.json").read_text(encoding="utf-8"),
         META_MERGES: (tok_dir / "merges.txt").read_text(encoding="utf-8"),
     }

@@ -35,7 +35,7 @@ META_CONFIGS = {"unet": META_UNET, "vae": META_VAE, "text_encoder": META_TEXT_EN
 UNET_PREFIX = "model.diffusion_model."
 VAE_PREFIX = "first_stage_model."
 CLIP_PREFIX = "cond_stage_model.transformer."
-_MISMATCH = "the checkpoint does not match the SD1.x architecture (missing or unexpected weights)"
+_MISMATCH = "the checkpoint does not match its model architecture (missing or unexpected weights)"
 _MAX_POSITIONS = 1024
 
 
@@ -74,7 +74,11 @@ def _configs(metadata: dict[str, str]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _tokenizer(metadata: dict[str, str], tokenizer_dir: Path | None) -> Any:
+def tokenizer_from(metadata: dict[str, str], tokenizer_dir: Path | None) -> Any:
+    """The tokenizer embedded in our `secure_trainer.*` metadata, else `require_tokenizer`.
+
+    Raises DataRejected for malformed embedded metadata, ConfigError when none is found.
+    """
     from transformers import CLIPTokenizer
 
     if META_VOCAB in metadata and META_MERGES in metadata:
@@ -95,7 +99,8 @@ def _tokenizer(metadata: dict[str, str], tokenizer_dir: Path | None) -> Any:
     return require_tokenizer(tokenizer_dir)
 
 
-def _fill(module: torch.nn.Module, state: dict[str, torch.Tensor], dtype: torch.dtype) -> Any:
+def fill_module(module: torch.nn.Module, state: dict[str, torch.Tensor], dtype: torch.dtype) -> Any:
+    """Load `state` strictly into a meta-built module (assign), cast, eval. Raises DataRejected."""
     try:
         module.load_state_dict(state, strict=True, assign=True)
     except RuntimeError:
@@ -159,11 +164,11 @@ def load_single_file(header: SafetensorsHeader, path: Path, dtype: torch.dtype,
     flattened = not hasattr(text_encoder, "text_model")
     te_sd = _text_encoder_state(state, flattened)
     del state
-    unet, vae = _fill(unet, unet_sd, dtype), _fill(vae, vae_sd, dtype)
-    text_encoder = _fill(text_encoder, te_sd, dtype)
+    unet, vae = fill_module(unet, unet_sd, dtype), fill_module(vae, vae_sd, dtype)
+    text_encoder = fill_module(text_encoder, te_sd, dtype)
     # Resolved last, so a file that does not fit is reported as such, not as a tokenizer problem.
     parts = Parts(unet=unet, vae=vae, text_encoder=text_encoder,
-                  tokenizer=_tokenizer(header.metadata, tokenizer_dir))
+                  tokenizer=tokenizer_from(header.metadata, tokenizer_dir))
     return parts, (path,)
 
 
