@@ -48,14 +48,15 @@ def plan_for(config: LlmTrainConfig, *, units: int, steps: int) -> DPPlan:
 def unit_gradient_into(model: torch.nn.Module, params: Sequence[torch.nn.Parameter],
                        examples: Sequence[Encoded], pad_id: int, total: Sequence[torch.Tensor],
                        max_norm: float,
-                       autocast: Callable[[], AbstractContextManager[object]]) -> float:
+                       autocast: Callable[[], AbstractContextManager[object]],
+                       chunk: int = UNIT_CHUNK) -> float:
     """Add one unit's clipped gradient (Σ over its examples of ∇ mean token loss) to `total`.
 
     Returns the unit's summed loss (for progress display only).
     """
     loss_sum = 0.0
-    for start in range(0, len(examples), UNIT_CHUNK):
-        batch = collate(examples[start:start + UNIT_CHUNK], pad_id)
+    for start in range(0, len(examples), chunk):
+        batch = collate(examples[start:start + chunk], pad_id)
         with autocast():
             losses = per_example_loss(model, batch)
         losses.sum().backward()
