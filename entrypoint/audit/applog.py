@@ -79,6 +79,8 @@ class VerifyResult:
     reason: str = ""
     head: str = GENESIS
     """Hash of the last good record (GENESIS for an empty log): the value the anchor holds."""
+    hashes: tuple[str, ...] = ()
+    """Hash of every good record, in order (record N's hash is `hashes[N - 1]`)."""
 
 
 def _read_raw_lines(path: Path) -> list[bytes]:
@@ -127,6 +129,7 @@ def verify(path: Path, key: Secret) -> VerifyResult:
     elif lines:
         return VerifyResult(False, len(lines) - 1, len(lines), "last record is truncated")
     prev = GENESIS
+    hashes: list[str] = []
     for i, line in enumerate(lines, start=1):
         try:
             record = parse_record(line)
@@ -148,7 +151,8 @@ def verify(path: Path, key: Secret) -> VerifyResult:
                                 prev)
         record["hmac"] = mac
         prev = _record_hash(record)
-    return VerifyResult(True, len(lines), head=prev)
+        hashes.append(prev)
+    return VerifyResult(True, len(lines), head=prev, hashes=tuple(hashes))
 
 
 class AppAuditLog:

@@ -1,9 +1,11 @@
-"""`secure-trainer audit verify [LOG] [--key-stdin] [--expect-last N] [--manifest F]`.
+"""`secure-trainer audit verify [LOG] [--key-stdin] [--expect-last N] [--manifest F] [--anchored]`.
 
 Checks the app audit log's chain and HMACs. Prints `ok: N records` (exit 0) or fails with
 `broken at record K: <reason>` (exit 6). A log cut off after a record is still a valid (shorter)
 chain; `--expect-last N` (the log must reach record N) and `--manifest` (a run manifest's
-`audit_seq` must be that run's `sealed` record) catch that. The HMAC key comes from Vault (same
+`audit_seq` must be that run's `sealed` record) catch that; `--anchored` compares the log with
+the head anchored in Vault (entrypoint/audit/anchor.py) and also catches rollback to an older
+copy and deletion. The HMAC key comes from Vault (same
 env as `keys`) or, with --key-stdin, one hex line on stdin.
 Must never: print the key or record contents.
 """
@@ -51,6 +53,18 @@ def _vault_audit_key() -> Secret:
         return vault.audit_key()
 
 
+def _vault_head() -> object:
+    """The anchored head (or None) from Vault KV v2 (same env as `keys`)."""
+    from entrypoint.audit.anchor import vault_store
+    from entrypoint.vault.client import VaultClient
+    from entrypoint.vault.settings import VaultSettings
+
+    with VaultClient.from_settings(VaultSettings.from_env(os.environ)) as vault:
+        vault.login()
+        head, _ = vault_store(vault, os.environ).read()
+        return head
+
+
 def _manifest_seq(manifest: Path) -> tuple[int, str]:
     """(audit_seq, run_id) of a run manifest. Raises ConfigError when it has none."""
     try:
@@ -86,18 +100,28 @@ def register(root: typer.Typer, groups: CommandGroups) -> None:
         manifest: Annotated[Path | None, typer.Option(
             "--manifest",
             help="A run manifest: its audit_seq must be that run's `sealed` record.")] = None,
+        anchored: Annotated[bool, typer.Option(
+            "--anchored",
+            help="The log must end exactly at the head anchored in Vault (catches truncation, "
+                 "rollback to an older copy, deletion, and records past the anchor).")] = False,
     ) -> None:
         """Verify every record; exit 6 and name the first broken record when the chain fails."""
         from entrypoint.audit.applog import verify
 
         path = log if log is not None else _default_log()
-        if not path.is_file():
+        # Read the anchor first: a deleted log must fail against it, not as "no log".
+        head = _vault_head() if anchored else None
+        if not anchored and not path.is_file():
             raise AuditError("no audit log at the given location (is the workspace open?)")
         key = _read_key_stdin() if key_stdin else _vault_audit_key()
         try:
             result = verify(path, key)
         finally:
             key.wipe()
+        if anchored:
+            from entrypoint.audit.anchor import check_against
+
+            check_against(result, head)  # type: ignore[arg-type]
         if not result.ok:
             raise AuditError(f"broken at record {result.first_bad_seq}: {result.reason}")
         expected: list[int] = [expect_last] if expect_last is not None else []

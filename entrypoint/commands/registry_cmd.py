@@ -12,6 +12,9 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,6 +27,7 @@ from entrypoint.secret import Secret
 from secure_trainer.registry import ErasurePlan, ErasureReport, Registry
 
 if TYPE_CHECKING:
+    from entrypoint.audit.anchor import HeadStore
     from entrypoint.commands.groups import CommandGroups
 
 # coupling: E's workspace layout (audit/ dir) and applog file name.
@@ -45,24 +49,33 @@ def _registry(workspace: Path | None, unsafe: bool) -> tuple[Path, Registry]:
     return ws, Registry(ws / REGISTRY_FILE)
 
 
-def _audit_key(from_stdin: bool) -> Secret:
-    """The app audit-log key: stdin, or Vault (VAULT_* env). Raises VaultError/ConfigError."""
+@contextmanager
+def _audit_session(from_stdin: bool) -> Iterator[tuple[Secret, HeadStore | None]]:
+    """The app audit-log key and, with Vault, the store of the log's anchored head.
+
+    The key comes from stdin (no anchor store then) or Vault (VAULT_* env), whose token stays
+    live until the head is anchored. Raises VaultError/ConfigError.
+    """
     if from_stdin:
         key = Secret(sys.stdin.buffer.read(4096).rstrip(b"\r\n"))
         if not key:
             raise ConfigError("--audit-key-stdin was given but stdin held no key")
-        return key
+        yield key, None
+        return
+    from entrypoint.audit.anchor import vault_store
     from entrypoint.vault.client import VaultClient
     from entrypoint.vault.settings import VaultSettings
 
     with VaultClient.from_settings(VaultSettings.from_env(os.environ)) as vault:
         vault.login()
-        return vault.audit_key(create=True)
+        yield vault.audit_key(create=True), vault_store(vault, os.environ)
 
 
 def _plan_lines(plan: ErasurePlan, show_paths: bool) -> list[str]:
     head = f"loras: {len(plan.loras)}  images: {len(plan.image_hashes)}  items: {len(plan.items)}"
-    lines = [head]
+    kinds = Counter(item.kind.value for item in plan.items)
+    lines = [head, "by kind: " + (", ".join(f"{k}={n}" for k, n in sorted(kinds.items()))
+                                  or "none")]
     for item in plan.items:
         ident = item.ref or "-"
         digest = item.sha256[:16] if item.sha256 else "-"
@@ -91,29 +104,39 @@ def _execute(ws: Path, registry: Registry, plan: ErasurePlan, yes: bool, key_std
     if not yes:
         typer.echo("nothing deleted: re-run with --yes to delete all of the above")
         return None
+    from entrypoint.audit.anchor import AnchorMode, anchor_after_op
     from entrypoint.audit.applog import AppAuditLog, derive_tombstone_key
 
-    key = _audit_key(key_stdin)  # SECURITY: before deleting — never an unrecorded erasure
-    tombstone_key = derive_tombstone_key(key)
-    try:
-        log = AppAuditLog(ws / AUDIT_LOG_RELPATH, key)
-        # The tombstone keeps HMAC(Vault-derived key, subject id): an id like "S-1042" cannot be
-        # recovered from it by enumeration without Vault.
-        report = registry.erase(plan, tombstone_key=tombstone_key.reveal())
+    mode = AnchorMode.from_env(os.environ)
+    if mode == AnchorMode.REQUIRED and key_stdin:
+        raise AuditError("ST_AUDIT_ANCHOR=required needs Vault: the erasure's audit head must "
+                         "be anchored there (drop --audit-key-stdin)")
+    # SECURITY: the key is fetched before deleting — never an unrecorded erasure.
+    with _audit_session(key_stdin) as (key, store):
+        tombstone_key = derive_tombstone_key(key)
         try:
-            log.append("erasure", **report.audit_fields())
-        except OSError:
-            raise AuditError("the erasure was done but its tombstone could not be written to "
-                             "the audit log; check the workspace audit/ folder") from None
-    finally:
-        tombstone_key.wipe()
-        key.wipe()
+            log = AppAuditLog(ws / AUDIT_LOG_RELPATH, key)
+            # The tombstone keeps HMAC(Vault-derived key, subject id): an id like "S-1042" cannot
+            # be recovered from it by enumeration without Vault.
+            report = registry.erase(plan, tombstone_key=tombstone_key.reveal())
+            try:
+                log.append("erasure", **report.audit_fields())
+            except OSError:
+                raise AuditError("the erasure was done but its tombstone could not be written to "
+                                 "the audit log; check the workspace audit/ folder") from None
+            head = anchor_after_op(ws / AUDIT_LOG_RELPATH, key, store, mode,
+                                   lambda m: typer.echo(m, err=True))
+        finally:
+            tombstone_key.wipe()
+            key.wipe()
     if plan.loras:
         typer.echo(f"deleted {len(plan.loras)} LoRA(s) whole: a LoRA trained on this data "
                    "cannot be partially untrained; retrain without it")
     counts = ", ".join(f"{k}={v}" for k, v in sorted(report.by_kind.items())) or "none"
     typer.echo(f"deleted: {counts}; files={report.files_deleted} dirs={report.dirs_deleted} "
                f"already_gone={report.already_gone}; tombstone written to the audit log")
+    if head is not None:
+        typer.echo(f"audit head anchored in Vault at record {head.seq}")
     return report
 
 

@@ -7,7 +7,7 @@ Must never log, and never put a name or path in an error message.
 
 from __future__ import annotations
 
-from secure_trainer.registry.files import file_sha256, read_subjects
+from secure_trainer.registry.files import file_sha256, read_subjects, tree_sha256
 from secure_trainer.registry.model import (
     Artefact,
     ArtefactKind,
@@ -23,4 +23,5 @@ from secure_trainer.registry.tombstone import subject_tag, tag_matches
 __all__ = [
     "Artefact", "ArtefactKind", "ErasureItem", "ErasurePlan", "ErasureReport", "ImageRecord",
     "LoraRecord", "Registry", "file_sha256", "read_subjects", "subject_tag", "tag_matches",
+    "tree_sha256",
 ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import os
 from pathlib import Path, PurePosixPath
 
 from secure_trainer.errors import DataRejected
@@ -43,3 +44,25 @@ def read_subjects(csv_path: Path) -> dict[PurePosixPath, str]:
         out[PurePosixPath(rel)] = subject
     return out
 
+
+
+def tree_sha256(path: Path) -> str:
+    """SHA-256 of a file, or of a folder as the sorted list of (relative name, content hash).
+
+    Symlinks are hashed as their target text, never followed (a base model folder is hashed as
+    it lies). Raises OSError when something cannot be read.
+    """
+    if not path.is_dir() or path.is_symlink():
+        return file_sha256(path)
+    digest = hashlib.sha256(b"secure-trainer tree v1\n")
+    entries: list[tuple[str, str]] = []
+    for top, dirs, names in os.walk(path, followlinks=False):
+        dirs.sort()
+        for name in sorted(names) + [d for d in dirs if os.path.islink(os.path.join(top, d))]:
+            full = Path(top) / name
+            rel = full.relative_to(path).as_posix()
+            value = "link:" + os.readlink(full) if full.is_symlink() else file_sha256(full)
+            entries.append((rel, value))
+    for rel, value in sorted(entries):
+        digest.update(f"{rel}\x00{value}\n".encode())
+    return digest.hexdigest()

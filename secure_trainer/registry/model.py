@@ -23,6 +23,13 @@ class ArtefactKind(str, Enum):
     SAMPLE = "sample"
     DATASET_IMAGE = "dataset_image"
     CAPTION = "caption"
+    COPY = "copy"
+    """A file with the content of a subject's image found elsewhere in the workspace."""
+    DP_RECORD = "dp_record"
+    REPORT = "report"
+    LOG = "log"
+    RUN = "run"
+    """A whole run folder: deleted last, so nothing written into it after sealing survives."""
     OTHER = "other"
 
 

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import sqlite3
+import stat
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import closing, contextmanager
 from datetime import UTC, datetime, timedelta
+from glob import escape as glob_escape
 from pathlib import Path, PurePosixPath
 
 from secure_trainer.errors import ConfigError, DataRejected
@@ -54,6 +57,10 @@ CREATE TABLE IF NOT EXISTS tombstones (
 # Kohya writes these next to the images; they hold latents/captions derived from them.
 _IMAGE_CACHE_GLOBS = ("{stem}.npz", "{stem}_*.npz")
 _FOLDER_CACHES = ("metadata_cache.json",)
+_CAPTIONS = (".txt", ".caption")
+# Not data: the registry itself, the audit log, the workspace's own keys, run scratch.
+_NOT_DATA_DIRS = frozenset({"audit", ".secure-trainer"})
+_NOT_DATA_FILES = frozenset({"registry.sqlite", "registry.sqlite-journal", "registry.sqlite-wal"})
 
 
 def _migrate_tombstones(db: sqlite3.Connection) -> None:
@@ -116,15 +123,19 @@ class Registry:
                      dataset_name: str, image_hashes: Iterable[str],
                      artefacts: Iterable[Artefact] | Mapping[str, Iterable[Path]],
                      owner: str, purpose: str, legal_basis: str,
-                     expires: datetime | timedelta | None = None) -> str:
+                     expires: datetime | timedelta | None = None, *,
+                     require_expiry: bool = False) -> str:
         """Register the LoRA a run wrote, its lineage (image content hashes) and artefacts.
 
         Returns the LoRA id (stable for the same run and LoRA path, so re-registering updates).
-        Raises ConfigError for an empty owner/purpose/legal basis, DataRejected for a path
+        Raises ConfigError for an empty owner/purpose/legal basis (or no expiry when
+        `require_expiry`), DataRejected for a path
         outside the workspace or an unreadable LoRA file.
         """
         if not (owner.strip() and purpose.strip() and legal_basis.strip()):
             raise ConfigError("owner, purpose and legal basis are required to register a LoRA")
+        if require_expiry and expires is None:
+            raise ConfigError("an expiry (retention period) is required to register a LoRA")
         rel = self._rel(lora_path)
         try:
             sha = file_sha256(self.root / rel)
@@ -150,6 +161,15 @@ class Registry:
             db.executemany("INSERT OR REPLACE INTO artefacts VALUES (?,?,?)",
                            [(run_id, kind, path) for kind, path in items])
         return lora_id
+
+    def datasets_under(self, folders: Iterable[Path]) -> list[str]:
+        """Names of the imported datasets with an image inside any of `folders`."""
+        prefixes = sorted({self._rel(f).rstrip("/") + "/" for f in folders})
+        with self._db() as db:
+            names = {r[0] for p in prefixes for r in db.execute(
+                "SELECT DISTINCT dataset FROM images WHERE substr(path, 1, ?) = ?",
+                (len(p), p))}
+        return sorted(names)
 
     def dataset_hashes(self, dataset: str) -> list[str]:
         """Content hashes of every image recorded for `dataset` (a run's lineage)."""
@@ -209,7 +229,54 @@ class Registry:
                 "SELECT lora_id FROM lineage WHERE image_sha256 = ?", (h,))})
             loras = self._loras_by_id(db, lora_ids)
             items = self._lora_items(db, loras) + self._image_items(images)
+        items += self._copies(set(hashes), images, {i.rel_path for i in items})
         return ErasurePlan("subject", tuple(loras), tuple(hashes), tuple(items), subject=subject)
+
+    def _copies(self, hashes: set[str], images: list[ImageRecord],
+                planned: set[str]) -> list[ErasureItem]:
+        """Every other file in the workspace with the content of one of `hashes` (a copy put
+        there outside `data import`), with the captions and caches beside it.
+
+        Only files of a size one of the images has are hashed, unless an image file is already
+        gone (then every file is). Symlinks are never followed; the registry and the audit log
+        are not data.
+        """
+        if not hashes:
+            return []
+        sizes: set[int] | None = set()
+        for im in images:
+            try:
+                sizes.add((self.root / im.path).lstat().st_size)  # type: ignore[union-attr]
+            except OSError:
+                sizes = None
+                break
+        found: list[ErasureItem] = []
+        for top, dirs, names in os.walk(self.root, followlinks=False):
+            rel_top = Path(top).relative_to(self.root)
+            if rel_top == Path("."):
+                dirs[:] = [d for d in dirs if d not in _NOT_DATA_DIRS]
+            for name in sorted(names):
+                full = Path(top) / name
+                rel = (rel_top / name).as_posix()
+                if rel in planned or rel_top == Path(".") and name in _NOT_DATA_FILES:
+                    continue
+                try:
+                    st = full.lstat()
+                    if not stat.S_ISREG(st.st_mode) or (sizes is not None
+                                                        and st.st_size not in sizes):
+                        continue
+                    digest = file_sha256(full)
+                except OSError:
+                    continue
+                if digest in hashes:
+                    found.append(ErasureItem(ArtefactKind.COPY, "", digest, rel))
+                    found += [ErasureItem(ArtefactKind.CAPTION if s.suffix in _CAPTIONS
+                                          else ArtefactKind.CACHE, "", digest,
+                                          (rel_top / s.name).as_posix())
+                              for s in sorted(Path(top).glob(glob_escape(full.stem) + ".*"))
+                              if s.name != name and (rel_top / s.name).as_posix() not in planned
+                              and (s.suffix in _CAPTIONS or s.suffix == ".npz")]
+        return found
 
     def plan_expired(self, now: datetime | None = None) -> ErasurePlan:
         """Every LoRA whose expiry is past, with its run's artefacts."""
@@ -238,11 +305,14 @@ class Registry:
     @staticmethod
     def _lora_items(db: sqlite3.Connection, loras: list[LoraRecord]) -> list[ErasureItem]:
         items = [ErasureItem(ArtefactKind.LORA, lo.id, lo.sha256, lo.path) for lo in loras]
+        whole: list[ErasureItem] = []
         for run_id in sorted({lo.run_id for lo in loras}):
             for kind, path in db.execute(
                     "SELECT kind, path FROM artefacts WHERE run_id = ? ORDER BY path", (run_id,)):
-                items.append(ErasureItem(ArtefactKind(kind), run_id, None, path))
-        return items
+                item = ErasureItem(ArtefactKind(kind), run_id, None, path)
+                # Whole run folders go last: their files are deleted (and counted) by kind first.
+                (whole if item.kind is ArtefactKind.RUN else items).append(item)
+        return items + whole
 
     def _image_items(self, images: list[ImageRecord]) -> list[ErasureItem]:
         items: list[ErasureItem] = []

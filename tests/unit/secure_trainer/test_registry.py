@@ -266,3 +266,23 @@ def test_old_plain_hash_tombstones_are_blanked(tmp_path: Path) -> None:
     with sqlite3.connect(path) as db:
         assert db.execute("SELECT subject_sha256 FROM tombstones").fetchall() == [(None,)]
     assert registry.tombstone_tags() == []
+
+
+def test_erase_finds_copies_outside_the_registry(world: World) -> None:
+    """A byte copy of one of S's images put anywhere in the workspace (not through import) is
+    planned and erased with its caption; the registry and T's images are left alone."""
+    s_image = next(p for p in (world.ws / "datasets").rglob("*.png") if _sha(p) in world.s_hashes)
+    stray = world.ws / "scratch" / "copy"
+    stray.mkdir(parents=True)
+    (stray / "x.png").write_bytes(s_image.read_bytes())
+    (stray / "x.txt").write_text("caption of the copy")
+    (stray / "y.png").write_bytes(b"unrelated but " + b"\0" * 10)
+    plan = world.registry.plan_subject("subject-S")
+    copies = {i.rel_path for i in plan.items if i.kind.value == "copy"}
+    assert copies == {"scratch/copy/x.png"}
+    world.registry.erase(plan, tombstone_key=TOMB)
+    left = _files(world.ws)
+    assert "scratch/copy/x.png" not in left and "scratch/copy/x.txt" not in left
+    assert "scratch/copy/y.png" in left and "registry.sqlite" in left
+    assert not [f for f in left if (world.ws / f).is_file() and _sha(world.ws / f)
+                in world.s_hashes]
