@@ -305,7 +305,8 @@ class Lifecycle:
         s = self._s
         register_sealed_run(  # every artefact of the run dir, base model, datasets, expiry
             registry_path=self._ws.registry_path, root=root, run_id=self.run_id,
-            run_dir=lora.parent, lora=lora, base_model=settings.pretrained_model_name_or_path,  # type: ignore[attr-defined]
+            run_dir=self._ws.runs_dir / self.run_id, lora=lora,
+            base_model=settings.pretrained_model_name_or_path,  # type: ignore[attr-defined]
             data_dirs=[sub.image_dir for ds in settings.datasets for sub in ds.subsets],  # type: ignore[attr-defined]
             image_hashes=hashes, governance=Governance.for_policy(
                 s.policy, owner=s.owner, purpose=s.purpose, legal_basis=s.legal_basis,
