@@ -17,15 +17,21 @@ help:
 system-deps: ## apt packages the tests and demo need (root)
 	bash scripts/system-deps.sh
 
-$(BIN)/secure-trainer: pyproject.toml
+# The lock the dev venv is resolved against, so dev, CI and the image share one set of versions
+# (checked by tests/unit/supply/test_lock_drift.py). pip refuses a hashed file as constraints
+# for an editable install, so the constraints are the lock's name==version lines.
+DEV_LOCK ?= requirements/lock-cpu.txt
+
+$(BIN)/secure-trainer: pyproject.toml $(DEV_LOCK)
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
+	sed -n 's/^\([A-Za-z0-9._-]*==[^ ;\\]*\).*/\1/p' $(DEV_LOCK) > $(VENV)/constraints.txt
 	# coupling: torch first, pinned, so nothing later pulls the CUDA build.
-	$(BIN)/pip install -q $(TORCH_SPEC)
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -c $(VENV)/constraints.txt $(TORCH_SPEC)
+	$(BIN)/pip install -q -c $(VENV)/constraints.txt -e '.[dev]'
 	touch $@
 
-install: $(BIN)/secure-trainer ## create .venv with torch and the project (+dev extras)
+install: $(BIN)/secure-trainer ## create .venv with torch and the project (+dev extras), lock as constraints
 
 test: system-deps install ## run the whole test suite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
