@@ -108,6 +108,9 @@ def run(args: argparse.Namespace) -> int:
     packages: list[Package] = []
     for lock in args.lock:
         packages += read_lock(lock)
+    # The lock and the image's venv list mostly the same pins: check each one once.
+    unique = {(osv_db.normalize_name("PyPI", p.name), p.version): p for p in packages}
+    packages = list(unique.values())
     debian = read_dpkg_status(args.dpkg_status, args.debian_release) if args.dpkg_status else []
     entries = allowlist.load(args.allow) if args.allow else []
     db = osv_db.load(args.osv_dir)

@@ -213,3 +213,14 @@ def test_runs_as_a_module_from_the_checkout(tmp_path: Path) -> None:
                            "--lock", str(_lock(tmp_path, "p==1\n"))],
                           cwd=REPO_ROOT, capture_output=True, text=True, check=False)
     assert proc.returncode == 1 and "FINDING TEST-1 p 1: no fixed version" in proc.stdout
+
+
+def test_a_pin_in_the_lock_and_the_image_venv_is_checked_once(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = tmp_path / "db"
+    write(db, advisory("TEST-1", "PyPI", "PyYAML", [ecosystem_range(("introduced", "0"))]))
+    lock = _lock(tmp_path, "pyyaml==6.0 \\\n    --hash=sha256:00\n")
+    freeze = tmp_path / "venv-freeze.txt"
+    freeze.write_text("PyYAML==6.0\n")
+    rc, out = _scan(capsys, "--osv-dir", db, "--lock", lock, "--lock", freeze)
+    assert rc == 1 and out.count("FINDING") == 1 and "checked 1 PyPI packages" in out
