@@ -12,6 +12,7 @@ record's content or a path in a message.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -21,8 +22,8 @@ from typing import Any, Protocol
 import hvac.exceptions as hx
 import requests
 
-from entrypoint.audit.applog import VerifyResult, verify
-from entrypoint.errors import AuditError
+from entrypoint.audit.applog import AppAuditLog, VerifyResult, verify
+from entrypoint.errors import AuditError, ConfigError
 from entrypoint.secret import Secret
 
 HEAD_PATH_SUFFIX = "-head"
@@ -157,6 +158,11 @@ def anchor_head(path: Path, key: Secret, store: HeadStore) -> Head:
     if not result.ok:
         raise AuditError(f"broken at record {result.first_bad_seq}: {result.reason}; "
                          "not anchored")
+    return anchor_result(result, store)
+
+
+def anchor_result(result: VerifyResult, store: HeadStore) -> Head:
+    """Anchor the head of an already verified log (see `anchor_head`). Raises AuditError."""
     anchored, version = store.read()
     if anchored is not None and (result.records < anchored.seq or (
             anchored.seq and result.hashes[anchored.seq - 1] != anchored.hash)):
@@ -222,5 +228,31 @@ def anchor_after_op(path: Path, key: Secret, store: HeadStore | None, mode: str,
     except AuditError as err:
         if mode == AnchorMode.REQUIRED:
             raise
+        warn(f"warning: the audit head was not anchored in Vault: {err}")
+        return None
+
+
+def anchor_run(log: AppAuditLog | None, vault: Any, policy: str,
+               warn: Callable[[str], None]) -> Head | None:
+    """Anchor a run's log head at its teardown (after its last record, before the unmount).
+
+    Required under the strict profile, else as ST_AUDIT_ANCHOR says (default warn). Nothing
+    happens for a run that never opened its log. Raises AuditError when required and failed.
+    """
+    if log is None:
+        return None
+    mode = AnchorMode.REQUIRED if policy == "strict" else AnchorMode.from_env(os.environ)
+    if mode == AnchorMode.OFF:
+        return None
+    try:
+        store = vault_store(vault, os.environ)
+        result = log.verify()
+        if not result.ok:
+            raise AuditError(f"broken at record {result.first_bad_seq}: {result.reason}")
+        return anchor_result(result, store)
+    except (AuditError, ConfigError) as err:
+        if mode == AnchorMode.REQUIRED:
+            raise AuditError(f"the run's audit head could not be anchored in Vault: {err}") \
+                from None
         warn(f"warning: the audit head was not anchored in Vault: {err}")
         return None

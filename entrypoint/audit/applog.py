@@ -180,6 +180,10 @@ class AppAuditLog:
                              f"{result.reason}; run `secure-trainer audit verify`")
         return result.records, result.head
 
+    def verify(self) -> VerifyResult:
+        """Verify the whole log as it is on disk now (for anchoring its head)."""
+        return verify(self._path, self._key)
+
     def append(self, event: str, **fields: Any) -> int:
         """Write one record; returns its sequence number. Raises AuditError on bad fields."""
         for name, value in fields.items():

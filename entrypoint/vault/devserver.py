@@ -70,6 +70,13 @@ path "{m}/data/{a}" {{
 path "{m}/metadata/{a}" {{
   capabilities = ["read"]
 }}
+# secure-trainer app audit-log head (anchor): rewritten with check-and-set after each operation
+path "{m}/data/{a}-head" {{
+  capabilities = ["create", "read", "update"]
+}}
+path "{m}/metadata/{a}-head" {{
+  capabilities = ["read"]
+}}
 """
 
 

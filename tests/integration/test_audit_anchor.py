@@ -24,7 +24,7 @@ from entrypoint.audit.applog import AppAuditLog, verify
 from entrypoint.cli import main
 from entrypoint.errors import AuditError
 from entrypoint.secret import Secret
-from entrypoint.vault.devserver import DevVault, site_policy
+from entrypoint.vault.devserver import DevVault
 
 pytestmark = [pytest.mark.integration]
 KEY = "ef" * 32
@@ -115,18 +115,12 @@ def test_required_mode_fails_without_an_anchor_warn_mode_reports(tmp_path: Path)
 def test_cli_registry_erase_anchors_and_verify_anchored_catches_rollback(
         dev_vault: DevVault, tmp_path: Path, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> None:
-    """Through the CLI with an AppRole whose policy grants the head path: `registry expire`
+    """Through the CLI with the site policy's AppRole (it grants the head path): `registry expire`
     anchors the head (required mode); `audit verify --anchored` passes, then fails (exit 6)
     on the log restored from an older copy."""
     tag = uuid.uuid4().hex[:8]
     env = dev_vault.add_workspace_role(f"role-{tag}", tmp_path / "creds",
                                        key_path=f"st-{tag}/ws", audit_key_path=f"st-{tag}/audit")
-    client = dev_vault.root_client()
-    client.sys.create_or_update_policy(
-        f"role-{tag}", site_policy(key_path=f"st-{tag}/ws", audit_key_path=f"st-{tag}/audit")
-        + f'path "secret/data/st-{tag}/audit-head" {{\n  capabilities = ["create", "read", '
-          f'"update"]\n}}\npath "secret/metadata/st-{tag}/audit-head" {{\n  capabilities = '
-          f'["read"]\n}}\n')
     ws = tmp_path / "ws"
     ws.mkdir()
     for name, value in {**env, "ST_MOUNTPOINT": str(ws), "ST_AUDIT_ANCHOR": "required"}.items():

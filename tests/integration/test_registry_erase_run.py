@@ -81,6 +81,9 @@ def test_erase_subject_after_a_real_run_leaves_nothing(
         (run_dir,) = list(ws.runs_dir.iterdir())
         run_files = _files(run_dir)
         assert len(run_files) >= 8  # final + step LoRAs, two state dirs, manifest, ...
+        # The run anchored its log's head in Vault at teardown: the log ends exactly there.
+        code, out = _cli(["audit", "verify", "--anchored"], env, capsys, monkeypatch)
+        assert code == 0, out
         code, out = _cli(["registry", "list", "--json"], env, capsys, monkeypatch)
         (lora,) = json.loads(out)
         assert lora["expires"] is not None
@@ -93,6 +96,7 @@ def test_erase_subject_after_a_real_run_leaves_nothing(
         code, out = _cli(["registry", "erase", "--subject", "S-1", "--yes"], env, capsys,
                          monkeypatch)
         assert code == 0, out
+        assert "audit head anchored in Vault" in out
         assert "by kind:" in out and "state=" in out and "dataset_image=" in out
         assert "datasets/" not in out and "runs/" not in out and "S-1" not in out
 
@@ -110,3 +114,5 @@ def test_erase_subject_after_a_real_run_leaves_nothing(
             assert not db.execute("SELECT 1 FROM loras").fetchall()
         assert [p for p in left if p.is_file() and _sha(p) in t_hashes]  # T untouched
         assert verify(ws.audit_dir / "app.jsonl", Secret(case.audit_key_hex())).ok
+        code, out = _cli(["audit", "verify", "--anchored"], env, capsys, monkeypatch)
+        assert code == 0 and "anchored" not in out.split("ok:")[0], out
