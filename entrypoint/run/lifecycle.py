@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from entrypoint.audit.anchor import anchor_run
 from entrypoint.audit.applog import AppAuditLog
 from entrypoint.audit.auditctl import Auditctl, AuditMode, AuditPaths
 from entrypoint.audit.run_rules import RunAudit
@@ -371,6 +372,8 @@ class Lifecycle:
         if owns_marker:
             attempt(wipe_scratch)
         if self._mounted:
+            # The head after the last record goes to Vault (strict: required) before unmount.
+            attempt(lambda: anchor_run(self._log, self._vault, self._s.policy, self._echo))
             attempt(self._ws.close)
         attempt(self._vault.revoke_self)
         if owns_marker and not errors:
