@@ -9,6 +9,7 @@ from types import ModuleType
 
 from entrypoint.commands import (
     audit_cmd,
+    canary_cmd,
     data_cmd,
     dev_dataset_cmd,
     dev_llm_cmd,
@@ -36,6 +37,7 @@ COMMAND_MODULES: tuple[ModuleType, ...] = (
     data_cmd,
     registry_cmd,
     audit_cmd,
+    canary_cmd,
     mia_cmd,
     dev_model_cmd,
     dev_dataset_cmd,

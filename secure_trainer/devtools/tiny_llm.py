@@ -92,7 +92,10 @@ def make_tiny_llm(out: Path, *, seed: int = 0, hidden_size: int = 64,
         hidden_size=hidden_size, intermediate_size=hidden_size * 2,
         num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
         max_position_embeddings=512, bos_token_id=ids[BOS], eos_token_id=ids[EOS],
-        pad_token_id=ids[PAD], tie_word_embeddings=False)
+        pad_token_id=ids[PAD], tie_word_embeddings=False,
+        # Larger than the 0.02 default: the output head is frozen under LoRA, and with 0.02 its
+        # rows are so short that no adapter can push a token's probability far from uniform.
+        initializer_range=0.15)
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
     model.generation_config = GenerationConfig(bos_token_id=ids[BOS], eos_token_id=ids[EOS],

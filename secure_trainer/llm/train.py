@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import random
 import resource
 import time
 from collections.abc import Callable
@@ -98,8 +99,11 @@ def prepare_examples(config: LlmTrainConfig, tokenizer: Any, warn: Warn,
     return encoded, subjects, template
 
 
-def train_llm(config: LlmTrainConfig, *, progress: ProgressSink, warn: Warn) -> LlmTrainResult:
+def train_llm(config: LlmTrainConfig, *, progress: ProgressSink, warn: Warn,
+              canary_rng: random.Random | None = None) -> LlmTrainResult:
     """Run one fine-tuning as configured; write the adapter (and DP record, canary list).
+
+    `canary_rng` draws the canaries (default: the OS CSPRNG; tests pass a seeded one).
 
     Raises ConfigError, DataRejected (model/data refused) and TrainingError (non-finite loss,
     unwritable output).
@@ -108,7 +112,7 @@ def train_llm(config: LlmTrainConfig, *, progress: ProgressSink, warn: Warn) -> 
     _check_output_dir(config)
     torch.manual_seed(config.seed)
     lm = load_lm(config.model_name_or_path)
-    planted = canaries_mod.make_canaries(config.canaries) if config.canaries else []
+    planted = canaries_mod.make_canaries(config.canaries, canary_rng) if config.canaries else []
     encoded, subjects, template = prepare_examples(config, lm.tokenizer, warn, planted)
     units = group_units(subjects, config.dp_unit if config.dp else "record")
     model = add_lora(lm.model, config)

@@ -1,0 +1,113 @@
+"""`audit canary`: load base + adapter, measure every planted canary on both, write the report.
+
+The report (`canary-report.json` and `canary-exposure.png` in the chosen folder) holds
+repetition counts, exposures (bits) and extraction flags for the adapter and for the base
+model on the same candidates, plus ε when the adapter was trained with DP. Never holds a
+secret, pseudonym, path or record.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from secure_trainer.errors import ConfigError, DataRejected
+from secure_trainer.llm.canary import read_sidecar
+from secure_trainer.llm.export import CONFIG_FILE, WEIGHTS_FILE
+from secure_trainer.llm.exposure import CanaryExposure, candidate_space_bits, measure
+from secure_trainer.llm.model import load_lm
+from secure_trainer.models.safetensors_check import PICKLE_MESSAGE, PICKLE_SUFFIXES, read_header
+from secure_trainer.privacy.dp_record import read_record
+
+REPORT_FILE = "canary-report.json"
+PLOT_FILE = "canary-exposure.png"
+SCHEMA = "secure-trainer/canary-report/1"
+
+
+@dataclass(frozen=True)
+class CanaryReport:
+    """The audit's figures (safe to print and to store next to the adapter)."""
+
+    candidates: int
+    space_bits: float
+    max_exposure: float
+    adapter: tuple[CanaryExposure, ...]
+    base: tuple[CanaryExposure, ...]
+    dp_epsilon: float | None
+    schema: str = SCHEMA
+
+    def to_json(self) -> str:
+        """The report as JSON."""
+        return json.dumps(asdict(self), indent=2) + "\n"
+
+    def summary(self) -> str:
+        """One line: mean exposure per repetition count (adapter vs base) and extractions."""
+        parts = []
+        for reps in sorted({c.repetitions for c in self.adapter}):
+            mine = [c.exposure for c in self.adapter if c.repetitions == reps]
+            base = [c.exposure for c in self.base if c.repetitions == reps]
+            parts.append(f"×{reps} {sum(mine) / len(mine):.1f} (base "
+                         f"{sum(base) / len(base):.1f})")
+        extracted = sum(c.extracted for c in self.adapter)
+        dp = f", dp ε={self.dp_epsilon:.3g}" if self.dp_epsilon is not None else ""
+        return (f"canary exposure bits (max {self.max_exposure:.1f}): " + ", ".join(parts)
+                + f"; extracted {extracted}/{len(self.adapter)}{dp}")
+
+
+def check_adapter_dir(path: Path) -> None:
+    """A PEFT adapter folder with safetensors weights; pickles refused (DataRejected)."""
+    if not path.is_dir():
+        raise ConfigError("option '--adapter' must be an adapter folder")
+    if any(p.suffix.lower() in PICKLE_SUFFIXES for p in path.iterdir()):
+        raise DataRejected(PICKLE_MESSAGE)
+    if not (path / CONFIG_FILE).is_file() or not (path / WEIGHTS_FILE).is_file():
+        raise DataRejected("the adapter folder needs adapter_config.json and "
+                           "adapter_model.safetensors")
+    read_header(path / WEIGHTS_FILE)
+
+
+def run_canary_audit(adapter_dir: Path, base_dir: Path, *, candidates: int = 1000,
+                     seed: int = 0) -> CanaryReport:
+    """Measure every canary of `adapter_dir` on base and adapter.
+
+    Raises ConfigError (bad options), DataRejected (missing/bad adapter, canary list or model).
+    """
+    if candidates < 10:
+        raise ConfigError("option '--candidates' must be at least 10")
+    check_adapter_dir(adapter_dir)
+    canaries, template = read_sidecar(adapter_dir)
+    lm = load_lm(base_dir)
+    base = measure(lm.model, lm.tokenizer, canaries, template, candidates=candidates, seed=seed)
+    from peft import PeftModel
+
+    try:
+        adapted = PeftModel.from_pretrained(lm.model, adapter_dir, is_trainable=False)
+    except (OSError, ValueError, KeyError, RuntimeError):
+        raise DataRejected("the adapter does not fit the base model") from None
+    mine = measure(adapted, lm.tokenizer, canaries, template, candidates=candidates, seed=seed)
+    record = read_record(adapter_dir / WEIGHTS_FILE)
+    return CanaryReport(candidates=candidates, space_bits=candidate_space_bits(),
+                        max_exposure=math.log2(candidates + 1), adapter=tuple(mine),
+                        base=tuple(base),
+                        dp_epsilon=record.epsilon if record is not None else None)
+
+
+def write_report(report: CanaryReport, out_dir: Path) -> Path:
+    """Write the JSON report (atomic) and the PNG plot into `out_dir`; return the JSON path.
+
+    Raises DataRejected when the folder cannot be written.
+    """
+    from secure_trainer.llm.canary_plot import draw_exposure
+
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        tmp = out_dir / f".{REPORT_FILE}.tmp"
+        tmp.write_text(report.to_json(), encoding="utf-8")
+        os.replace(tmp, out_dir / REPORT_FILE)
+        draw_exposure(report, out_dir / PLOT_FILE)
+    except OSError:
+        raise DataRejected("could not write the canary report (is --out writable?)") from None
+    return out_dir / REPORT_FILE
