@@ -57,6 +57,17 @@ def _check_value(name: str, value: Any) -> None:
             _check_value(name, v)
 
 
+def check_fields(fields: dict[str, Any]) -> None:
+    """Raise AuditError for a field value that may not be logged (see `_check_value`)."""
+    for name, value in fields.items():
+        _check_value(name, value)
+
+
+def canonical(record: dict[str, Any]) -> bytes:
+    """The one serialisation of a record: sorted keys, no whitespace, ASCII only."""
+    return _canonical(record)
+
+
 def _canonical(record: dict[str, Any]) -> bytes:
     return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
 
@@ -179,6 +190,11 @@ class AppAuditLog:
             raise AuditError(f"the audit log is broken at record {result.first_bad_seq}: "
                              f"{result.reason}; run `secure-trainer audit verify`")
         return result.records, result.head
+
+    @property
+    def path(self) -> Path:
+        """Where the log is (inside the workspace)."""
+        return self._path
 
     def verify(self) -> VerifyResult:
         """Verify the whole log as it is on disk now (for anchoring its head)."""
