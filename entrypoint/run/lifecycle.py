@@ -25,6 +25,7 @@ from pathlib import Path
 from entrypoint.audit.anchor import anchor_run
 from entrypoint.audit.applog import AppAuditLog
 from entrypoint.audit.auditctl import Auditctl, AuditMode, AuditPaths
+from entrypoint.audit.journal import PreMountJournal
 from entrypoint.audit.run_rules import RunAudit
 from entrypoint.errors import (
     ConfigError,
@@ -145,14 +146,15 @@ class Lifecycle:
         self._ws = Workspace(gocryptfs, settings.cipher_dir, settings.mountpoint)
         self._kaudit = RunAudit(settings.audit_mode, auditctl, settings.state_dir)
         self._log: AppAuditLog | None = None
-        self._pending: list[tuple[str, dict[str, object]]] = []
+        # Events before the mount go to a root-only journal at once (merged at the next mount).
+        self._journal = PreMountJournal(settings.state_dir)
         self._mounted = False  # only what this run mounted is unmounted by its teardown
         self._stale: StaleRun | None = None
         self.run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:8]
 
     def _audit(self, event: str, **fields: object) -> int | None:
         if self._log is None:
-            self._pending.append((event, fields))
+            self._journal.append(event, run_id=self.run_id, **fields)
             return None
         return self._log.append(event, run_id=self.run_id, **fields)
 
@@ -226,9 +228,7 @@ class Lifecycle:
                     passphrase.wipe()
             audit_key = self._vault.audit_key(create=True)
             self._log = AppAuditLog(self._ws.audit_dir / AUDIT_LOG, audit_key)
-            for event, fields in self._pending:
-                self._log.append(event, run_id=self.run_id, **fields)
-            self._pending.clear()
+            self._journal.merge_into(self._log)  # this run's and earlier runs' pre-mount events
             self._audit("workspace_mounted")
             if self._stale is not None:
                 report = wipe_stale_tmp(self._ws, self._stale)
@@ -345,6 +345,13 @@ class Lifecycle:
         """Undo what this run did, newest first; collect our errors and raise the first one
         (only when no other exception is already propagating). Runs with signals deferred.
         """
+        failure = sys.exc_info()[1]
+        if failure is not None:  # what stopped the run (type only); journaled before the mount
+            try:
+                self._audit("run_failed", error=type(failure).__name__,
+                            exit_code=getattr(failure, "exit_code", 1))
+            except SecureTrainerError:
+                pass  # the teardown must go on; the journal/log error is not the run's
         errors: list[SecureTrainerError] = []
 
         def attempt(step: Callable[[], None]) -> None:
