@@ -2,8 +2,9 @@
 
 The report (`canary-report.json` and `canary-exposure.png` in the chosen folder) holds
 repetition counts, exposures (bits) and extraction flags for the adapter and for the base
-model on the same candidates, plus ε when the adapter was trained with DP. Never holds a
-secret, pseudonym, path or record.
+model on the same candidates, ε when the adapter was trained with DP, and optionally the
+calibrated loss-threshold membership test (mia_text.py). Never holds a secret, pseudonym,
+path or record.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from secure_trainer.errors import ConfigError, DataRejected
 from secure_trainer.llm.canary import read_sidecar
 from secure_trainer.llm.export import CONFIG_FILE, WEIGHTS_FILE
 from secure_trainer.llm.exposure import CanaryExposure, candidate_space_bits, measure
+from secure_trainer.llm.mia_text import TextMia, encode_file, mean_losses, text_mia
 from secure_trainer.llm.model import load_lm
 from secure_trainer.models.safetensors_check import PICKLE_MESSAGE, PICKLE_SUFFIXES, read_header
 from secure_trainer.privacy.dp_record import read_record
@@ -37,6 +39,8 @@ class CanaryReport:
     adapter: tuple[CanaryExposure, ...]
     base: tuple[CanaryExposure, ...]
     dp_epsilon: float | None
+    mia: TextMia | None = None
+    """The loss-threshold membership test, when members and holdout records were given."""
     schema: str = SCHEMA
 
     def to_json(self) -> str:
@@ -53,8 +57,10 @@ class CanaryReport:
                          f"{sum(base) / len(base):.1f})")
         extracted = sum(c.extracted for c in self.adapter)
         dp = f", dp ε={self.dp_epsilon:.3g}" if self.dp_epsilon is not None else ""
+        mia = (f"; MIA AUC {self.mia.auc:.3f} [{self.mia.auc_low:.3f}, {self.mia.auc_high:.3f}]"
+               if self.mia is not None else "")
         return (f"canary exposure bits (max {self.max_exposure:.1f}): " + ", ".join(parts)
-                + f"; extracted {extracted}/{len(self.adapter)}{dp}")
+                + f"; extracted {extracted}/{len(self.adapter)}{dp}{mia}")
 
 
 def check_adapter_dir(path: Path) -> None:
@@ -70,16 +76,27 @@ def check_adapter_dir(path: Path) -> None:
 
 
 def run_canary_audit(adapter_dir: Path, base_dir: Path, *, candidates: int = 1000,
-                     seed: int = 0) -> CanaryReport:
-    """Measure every canary of `adapter_dir` on base and adapter.
+                     seed: int = 0, members: Path | None = None,
+                     holdout: Path | None = None) -> CanaryReport:
+    """Measure every canary of `adapter_dir` on base and adapter (and, given `members` and
+    `holdout` JSONL files, the calibrated loss-threshold membership test).
 
-    Raises ConfigError (bad options), DataRejected (missing/bad adapter, canary list or model).
+    Raises ConfigError (bad options), DataRejected (missing/bad adapter, canary list, model
+    or record files).
     """
     if candidates < 10:
         raise ConfigError("option '--candidates' must be at least 10")
+    if (members is None) != (holdout is None):
+        raise ConfigError("options '--members' and '--holdout' go together")
     check_adapter_dir(adapter_dir)
     canaries, template = read_sidecar(adapter_dir)
     lm = load_lm(base_dir)
+    pad_id = int(lm.tokenizer.pad_token_id)
+    sides = ([encode_file(p, lm.tokenizer, template) for p in (members, holdout)]
+             if members is not None and holdout is not None else [])
+    if sides and not all(sides):
+        raise DataRejected("the members or holdout file has no usable record")
+    base_losses = [mean_losses(lm.model, side, pad_id) for side in sides]
     base = measure(lm.model, lm.tokenizer, canaries, template, candidates=candidates, seed=seed)
     from peft import PeftModel
 
@@ -88,11 +105,15 @@ def run_canary_audit(adapter_dir: Path, base_dir: Path, *, candidates: int = 100
     except (OSError, ValueError, KeyError, RuntimeError):
         raise DataRejected("the adapter does not fit the base model") from None
     mine = measure(adapted, lm.tokenizer, canaries, template, candidates=candidates, seed=seed)
+    mia = None
+    if sides:
+        losses = [mean_losses(adapted, side, pad_id) for side in sides]
+        mia = text_mia(base_losses[0], base_losses[1], losses[0], losses[1], seed=seed)
     record = read_record(adapter_dir / WEIGHTS_FILE)
     return CanaryReport(candidates=candidates, space_bits=candidate_space_bits(),
                         max_exposure=math.log2(candidates + 1), adapter=tuple(mine),
                         base=tuple(base),
-                        dp_epsilon=record.epsilon if record is not None else None)
+                        dp_epsilon=record.epsilon if record is not None else None, mia=mia)
 
 
 def write_report(report: CanaryReport, out_dir: Path) -> Path:

@@ -36,8 +36,8 @@ def draw_exposure(report: CanaryReport, path: Path) -> Path:
         draw.line([(MARGIN - 5, y), (MARGIN, y)], fill="black")
         draw.text((MARGIN - 26, y - 6), str(tick), fill="black")
     _, cap = xy(0, top, 0)
-    for x in range(MARGIN, SIZE - MARGIN, 8):
-        draw.line([(x, cap), (x + 4, cap)], fill=(120, 120, 120))
+    for dash in range(MARGIN, SIZE - MARGIN, 8):
+        draw.line([(dash, cap), (dash + 4, cap)], fill=(120, 120, 120))
     for column, count in enumerate(reps):
         x, _ = xy(column, 0, 0)
         draw.text((x - 12, SIZE - MARGIN + 8), f"x{count}", fill="black")

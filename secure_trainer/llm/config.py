@@ -51,7 +51,7 @@ class LlmTrainConfig:
     cutoff_len: int = 2048
     max_samples: int | None = None
     lora_rank: int = 8
-    lora_alpha: float | None = None
+    lora_alpha: int | None = None
     """None ⇒ 2 × lora_rank (LLaMA-Factory's default)."""
     lora_dropout: float = 0.0
     lora_target: str = "all"
@@ -126,9 +126,9 @@ class LlmTrainConfig:
                      "per_device_train_batch_size instead)")
 
     @property
-    def alpha(self) -> float:
+    def alpha(self) -> int:
         """The effective LoRA alpha."""
-        return self.lora_alpha if self.lora_alpha is not None else 2.0 * self.lora_rank
+        return self.lora_alpha if self.lora_alpha is not None else 2 * self.lora_rank
 
     @property
     def dataset_path(self) -> Path:

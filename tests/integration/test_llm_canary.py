@@ -1,5 +1,6 @@
 """Canary memorization audit: an over-fitted tiny model exposes its 16-repeat canary far more
-than the base model does (and than its 1-repeat canary), greedy decoding extracts it, and the
+than the base model does (and than its 1-repeat canary), greedy decoding extracts it, the
+calibrated loss-threshold test separates its training records from held-out ones, and the
 report and plot never contain a secret or pseudonym."""
 
 from __future__ import annotations
@@ -44,8 +45,12 @@ def test_overfitted_canary_is_exposed_and_extracted(tmp_path: Path, one_thread: 
     canaries, template = read_sidecar(out)
     assert [c.repetitions for c in canaries] == [1, 4, 16] and template == "chat"
 
+    # Held-out records: the same templates and names with other facts (another seed).
+    make_text_dataset(tmp_path / "holdout", subjects=4, per_subject=2, seed=7)
     code = main(["audit", "canary", "--adapter", str(out), "--base", str(model),
-                 "--candidates", "100", "--json"])
+                 "--candidates", "100", "--json",
+                 "--members", str(tmp_path / "data" / "alpaca.jsonl"),
+                 "--holdout", str(tmp_path / "holdout" / "alpaca.jsonl")])
     stdout, stderr = capsys.readouterr()
     assert code == 0, stderr
     report = json.loads(stdout)
@@ -58,6 +63,8 @@ def test_overfitted_canary_is_exposed_and_extracted(tmp_path: Path, one_thread: 
     assert adapter[16]["exposure"] > base[16]["exposure"] + 2.0
     assert adapter[16]["exposure"] > adapter[1]["exposure"]
     assert adapter[16]["extracted"] and not any(c["extracted"] for c in report["base"])
+    assert report["mia"]["members"] == 9 and report["mia"]["holdout"] == 9
+    assert report["mia"]["auc"] >= 0.7  # the over-fitted adapter tells its records apart
     for canary in canaries:
         for private in (canary.secret, "-".join(canary.secret), canary.pseudonym):
             assert private not in stdout and private not in stderr
