@@ -88,6 +88,7 @@ class OptimizerSettings:
     learning_rate: float = 2e-6
     unet_lr: float | None = None
     text_encoder_lr: float | None = None
+    text_encoder_lr_2: float | None = None  # SDXL: second value of --text_encoder_lr (OpenCLIP-bigG)
     optimizer_type: str = "AdamW"
     optimizer_args: tuple[tuple[str, object], ...] = ()
     lr_scheduler: str = "constant"
@@ -150,5 +151,8 @@ class TrainSettings:
     min_timestep: int = 0
     max_timestep: int = 1000
     save_state_on_train_end: bool = False
+    sdxl: bool = False  # sdxl_train_network.py: the base model must be SDXL
+    v2: bool = False  # Kohya --v2 (SD2.x); always refused against the detected family
+    cache_text_encoder_outputs: bool = False  # SDXL, frozen encoders only: in-memory cache
     # Kohya `--metadata_title|author|...` (modelspec.*), as (key without prefix, value) pairs.
     model_card: tuple[tuple[str, str], ...] = ()

@@ -163,3 +163,31 @@ def crop_offsets(resized: Size, bucket: Size, rng: random.Random | None) -> tupl
         excess = max(0, have - want)
         offsets.append(rng.randint(0, excess) if rng is not None and excess else excess // 2)
     return offsets[0], offsets[1]
+
+
+def sdxl_crop_ltrb(bucket: Size, image_size: Size) -> tuple[float, float, float, float]:
+    """sd-scripts' SDXL crop box (left, top, right, bottom) in bucket coordinates.
+
+    sd-scripts follows Stability's preprocessing here: the image is fitted INSIDE the bucket
+    (not cover-scaled) and the box is centred; left/top feed `crop_coords_top_left`, right is
+    kept so a flip can mirror the box. Same float arithmetic (floor-divided offsets, far edges
+    not rounded) so the conditioning numbers equal Kohya's after its final int().
+    """
+    bucket_ar = bucket[0] / bucket[1]
+    image_ar = image_size[0] / image_size[1]
+    if bucket_ar > image_ar:
+        width, height = bucket[1] * image_ar, float(bucket[1])
+    else:
+        width, height = float(bucket[0]), bucket[0] / image_ar
+    left = (bucket[0] - width) // 2
+    top = (bucket[1] - height) // 2
+    return left, top, left + width, top + height
+
+
+def sdxl_time_ids(original: Size, bucket: Size, *, flipped: bool) -> tuple[int, int, int, int, int, int]:
+    """SDXL micro-conditioning of one sample as sd-scripts builds it: (original h, w,
+    crop top, crop left, target h, target w); a flipped sample mirrors the crop's left edge."""
+    left, top, right, _bottom = sdxl_crop_ltrb(bucket, original)
+    if flipped:
+        left = bucket[0] - right
+    return original[1], original[0], int(top), int(left), bucket[1], bucket[0]

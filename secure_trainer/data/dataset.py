@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from secure_trainer.data.buckets import BucketPlanner, Size
+from secure_trainer.data.buckets import BucketPlanner, Size, sdxl_time_ids
 from secure_trainer.data.captions import (
     CaptionContext,
     find_caption_file,
@@ -309,6 +309,13 @@ class KohyaDataset:
             rng,
             transforms=self.caption_transform_enabled,
         )
+
+    def size_conditioning(self, indices: list[int], flipped: list[bool]) -> torch.Tensor:
+        """SDXL `time_ids` [B, 6] float32 for a batch: original size, crop offset and target
+        (bucket) size of each image as sd-scripts computes them (buckets.sdxl_time_ids)."""
+        rows = [sdxl_time_ids(self.records[i].original_size, self.records[i].bucket, flipped=f)
+                for i, f in zip(indices, flipped, strict=True)]
+        return torch.tensor(rows, dtype=torch.float32)
 
     def raw_caption(self, index: int) -> str:
         """The stored caption before the pipeline (for PII scans and metadata; never log it)."""

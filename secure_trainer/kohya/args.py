@@ -79,15 +79,16 @@ _INTERPOLATIONS = ("lanczos", "nearest", "bilinear", "linear", "bicubic", "cubic
 _ROWS: tuple[tuple[str, OptionKind, ValueType, object, dict[str, object]], ...] = (
     # -- model
     ("pretrained_model_name_or_path", _I, "path", None, {}),
-    ("v2", _R, "flag", False, {"why": "SD2 models are not supported"}),
+    ("v2", _R, "flag", False, {"why": "SD2.x models are not supported (SD1.x and SDXL are)"}),
     ("v_parameterization", _I, "flag", False, {}),
     ("vae", _I, "path", None, {}),
     ("tokenizer_cache_dir", _W, "str", None, {"why": _TOKENIZER}),
-    ("no_half_vae", _W, "flag", False, {"why": _SPEED}),
+    ("no_half_vae", _W, "flag", False, {"why": "the VAE always runs in float32"}),
     ("lowram", _W, "flag", False, {"why": _SPEED}),
     ("highvram", _W, "flag", False, {"why": _SPEED}),
-    ("sdxl", _R, "flag", False, {"why": "SDXL is not supported"}),
-    ("cache_text_encoder_outputs", _R, "flag", False, {"why": "SDXL is not supported"}),
+    # -- SDXL (sdxl_train_network.py; sdxl_train_util.add_sdxl_training_arguments)
+    ("sdxl", _I, "flag", False, {}),
+    ("cache_text_encoder_outputs", _I, "flag", False, {}),
     ("cache_text_encoder_outputs_to_disk", _R, "flag", False, {"why": _DISK}),
     ("disable_mmap_load_safetensors", _W, "flag", False, {"why": _SPEED}),
     # -- data

@@ -18,6 +18,7 @@ from typing import Any, NoReturn
 from secure_trainer.errors import ConfigError
 from secure_trainer.kohya import args as ka
 from secure_trainer.kohya.config_sections import (
+    check_sdxl_datasets,
     dp_settings,
     metadata_mode,
     network_settings,
@@ -218,6 +219,24 @@ def _positive(values: Mapping[str, Any], *names: str) -> None:
             raise ConfigError(f"option '{name}' must be at least 1")
 
 
+def _sdxl_values(values: dict[str, Any], warn: Warn) -> None:
+    """sdxl_train_network.py's own rules and defaults, applied to the merged values in place."""
+    if values["clip_skip"] is not None:
+        warn("option 'clip_skip' is ignored: SDXL always uses the penultimate layers (as sd-scripts)")
+        values["clip_skip"] = None
+    if values["max_token_length"] not in (None, 75):
+        raise ConfigError("max_token_length 150/225 is not implemented for SDXL (use 75)")
+    if values["cache_text_encoder_outputs"] and not values["network_train_unet_only"]:
+        raise ConfigError("cache_text_encoder_outputs needs network_train_unet_only "
+                          "(text-encoder LoRA cannot train on cached outputs)")
+    if values["dp"]:
+        raise ConfigError("--dp is not implemented for SDXL yet")
+    if not values["resolution"]:
+        values["resolution"] = "1024"  # SDXL's native size: Kohya SDXL configs assume 1024 px
+    if int(values["bucket_reso_steps"]) % 32:
+        raise ConfigError("bucket_reso_steps must be a multiple of 32 for SDXL")
+
+
 def parse_train_args(argv: list[str], *, warn: Warn) -> TrainSettings:
     """Parse `secure-trainer train` arguments (Kohya flags, --config_file, --dataset_config).
 
@@ -250,6 +269,10 @@ def parse_train_args(argv: list[str], *, warn: Warn) -> TrainSettings:
         raise ConfigError("full_fp16 needs mixed_precision fp16")
     if values["full_bf16"] and values["mixed_precision"] != "bf16":
         raise ConfigError("full_bf16 needs mixed_precision bf16")
+    if values["sdxl"]:
+        _sdxl_values(values, warn)
+    elif values["cache_text_encoder_outputs"]:
+        raise ConfigError("cache_text_encoder_outputs is for SDXL (sdxl_train_network.py): add --sdxl")
     min_t = 0 if values["min_timestep"] is None else int(values["min_timestep"])
     max_t = 1000 if values["max_timestep"] is None else int(values["max_timestep"])
     if not 0 <= min_t < max_t <= 1000:
@@ -262,6 +285,8 @@ def parse_train_args(argv: list[str], *, warn: Warn) -> TrainSettings:
     else:
         datasets = datasets_from_folders(values, warn=warn)
     require_images(datasets)
+    if values["sdxl"]:
+        check_sdxl_datasets(datasets, cache_text=bool(values["cache_text_encoder_outputs"]))
     if values["cache_latents"] and any(
         s.color_aug or s.random_crop for d in datasets for s in d.subsets
     ):
@@ -303,6 +328,9 @@ def parse_train_args(argv: list[str], *, warn: Warn) -> TrainSettings:
         vae=optional_path(values["vae"]),
         min_timestep=min_t,
         max_timestep=max_t,
+        sdxl=bool(values["sdxl"]),
+        v2=bool(values["v2"]),
+        cache_text_encoder_outputs=bool(values["cache_text_encoder_outputs"]),
         model_card=tuple(
             (n[len("metadata_") :], str(values[n]))
             for n in sorted(values)

@@ -13,7 +13,13 @@ from typing import Any
 
 from secure_trainer.errors import ConfigError
 from secure_trainer.kohya import args as ka
-from secure_trainer.settings import DPSettings, MetadataMode, NetworkSettings, OptimizerSettings
+from secure_trainer.settings import (
+    DatasetSettings,
+    DPSettings,
+    MetadataMode,
+    NetworkSettings,
+    OptimizerSettings,
+)
 
 
 def optional_path(value: object) -> Path | None:
@@ -119,13 +125,18 @@ def optimizer_settings(values: Mapping[str, Any]) -> OptimizerSettings:
         raise ConfigError("lr_warmup_steps must not be negative")
     if warmup and (scheduler == "constant" or scheduler.startswith("adafactor")):
         raise ConfigError("lr_scheduler does not take lr_warmup_steps; use constant_with_warmup")
-    te_lrs = values["text_encoder_lr"] or []
+    te_lrs = list(values["text_encoder_lr"] or [])
+    te_lr_2: float | None = None
+    if values.get("sdxl") and len(te_lrs) == 2:
+        # sdxl_train_network.py: two values = CLIP-L, OpenCLIP-bigG.
+        te_lr_2 = te_lrs.pop()
     if len(set(te_lrs)) > 1:
-        raise ConfigError("text_encoder_lr takes one value (SD1.x has one text encoder)")
+        raise ConfigError("text_encoder_lr takes one value (two with --sdxl: CLIP-L, OpenCLIP-bigG)")
     return OptimizerSettings(
         learning_rate=float(values["learning_rate"]),
         unet_lr=values["unet_lr"],
         text_encoder_lr=te_lrs[0] if te_lrs else None,
+        text_encoder_lr_2=te_lr_2,
         optimizer_type=_optimizer_name(values),
         optimizer_args=tuple(args),
         lr_scheduler=scheduler,
@@ -178,3 +189,20 @@ def metadata_mode(values: Mapping[str, Any]) -> MetadataMode:
             raise ConfigError("no_metadata conflicts with --metadata " + str(chosen))
         return MetadataMode.NONE
     return MetadataMode(chosen) if chosen else MetadataMode.REDACTED
+
+
+def check_sdxl_datasets(datasets: tuple[DatasetSettings, ...], *, cache_text: bool) -> None:
+    """sdxl_train_network.py's dataset rules: bucket steps a multiple of 32 and, when text-encoder
+    outputs are cached, no caption randomness (each caption must encode to one fixed output).
+    Raises ConfigError naming the key."""
+    for ds in datasets:
+        if ds.bucket_reso_steps % 32:
+            raise ConfigError("bucket_reso_steps must be a multiple of 32 for SDXL")
+        if not cache_text:
+            continue
+        for sub in ds.subsets:
+            for key in ("shuffle_caption", "caption_dropout_rate", "caption_dropout_every_n_epochs",
+                        "caption_tag_dropout_rate", "token_warmup_step", "enable_wildcard"):
+                if getattr(sub, key):
+                    raise ConfigError(f"cache_text_encoder_outputs cannot be used with {key} "
+                                      "(captions must not change between epochs)")

@@ -1,4 +1,4 @@
-"""Write and read Kohya-format LoRA `.safetensors` files (`lora_unet_*`/`lora_te_*`).
+"""Write and read Kohya-format LoRA `.safetensors` files (`lora_unet_*`/`lora_te_*`, SDXL `lora_te1_*`/`lora_te2_*`).
 
 Keys are `<kohya module name>.lora_down.weight` (peft lora_A), `.lora_up.weight` (lora_B) and
 `.alpha` (0-d); every tensor has the one save dtype; metadata values are strings; writes are
@@ -188,7 +188,8 @@ def load_kohya_into(handles: LoraHandles, path: Path, *, strict: bool = False) -
     tensors, _meta = read_lora(path)
     modules = {k.rsplit(".", 2)[0] if k.endswith(".weight") else k.rsplit(".", 1)[0] for k in tensors}
     parts = {t.part for t in handles.targets.values()}
-    prefix_part = {"lora_unet_": "unet", "lora_te_": "text_encoder"}
+    prefix_part = {"lora_unet_": "unet", "lora_te_": "text_encoder", "lora_te1_": "text_encoder",
+                   "lora_te2_": "text_encoder_2"}
     ignored: list[str] = []
     for module in sorted(modules):
         if module in handles.modules:

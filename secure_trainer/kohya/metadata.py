@@ -60,8 +60,11 @@ def _modelspec(settings: TrainSettings, *, full: bool) -> dict[str, str]:
     width, height = settings.datasets[0].resolution if settings.datasets else (512, 512)
     spec = {
         "modelspec.sai_model_spec": "1.0.1",
-        "modelspec.architecture": "stable-diffusion-v1/lora",
-        "modelspec.implementation": "diffusers",
+        # coupling: sd-scripts' sai_model_spec names; SDXL LoRA points at Stability's repo.
+        "modelspec.architecture": ("stable-diffusion-xl-v1-base/lora" if settings.sdxl
+                                   else "stable-diffusion-v1/lora"),
+        "modelspec.implementation": ("https://github.com/Stability-AI/generative-models"
+                                     if settings.sdxl else "diffusers"),
         "modelspec.title": settings.output_name if full else GENERIC_TITLE,
         "modelspec.resolution": f"{width}x{height}",
         "modelspec.prediction_type": "v" if settings.v_parameterization else "epsilon",
@@ -80,7 +83,9 @@ def _minimal(settings: TrainSettings) -> dict[str, str]:
         "ss_network_module": NETWORK_MODULE,
         "ss_network_dim": _s(net.dim),
         "ss_network_alpha": _s(float(net.alpha) if net.alpha else float(net.dim)),
-        "ss_base_model_version": "sd_v1_v" if settings.v_parameterization else "sd_v1",
+        # sd-scripts writes one SDXL version string, v-prediction or not.
+        "ss_base_model_version": ("sdxl_base_v1-0" if settings.sdxl
+                                  else "sd_v1_v" if settings.v_parameterization else "sd_v1"),
         "ss_v2": "False",
     }
     args = network_args(settings)

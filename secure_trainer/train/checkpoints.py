@@ -32,7 +32,7 @@ def lora_file_name(output_name: str, *, epoch: int | None = None, step: int | No
 def lora_state_params(handles: Any) -> dict[str, torch.nn.Parameter]:
     """Every LoRA parameter by Kohya tensor name (both parts), for state save/restore."""
     out: dict[str, torch.nn.Parameter] = {}
-    for part in ("unet", "text_encoder"):
+    for part in ("unet", "text_encoder", "text_encoder_2"):
         out.update(dict(handles.named_params(part)))
     return out
 

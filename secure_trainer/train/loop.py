@@ -41,7 +41,7 @@ from secure_trainer.train.setup import (
     weight_dtype,
 )
 from secure_trainer.train.state import LoadedState, Position, apply_state, read_state, restore_rng
-from secure_trainer.train.step import StepContext, batch_loss
+from secure_trainer.train.step import StepContext, batch_loss, sdxl_context
 from secure_trainer.train.types import BatchSampler, ModelParts, TrainHooks, TrainResult, hook
 
 __all__ = ["ModelParts", "ProgressSink", "TrainHooks", "TrainResult", "train"]
@@ -118,12 +118,14 @@ def train(settings: TrainSettings, *, progress: ProgressSink | None = None,
     wrap = hook(hooks, "wrap")
     if wrap is not None:
         optimizer, sampler = wrap(parts, optimizer, dataset)
-    unet_fwd, te_fwd = parts.unet, parts.text_encoder
+    unet_fwd, te_fwd, te2_fwd = parts.unet, parts.text_encoder, base.text_encoder_2
     if accelerator.num_processes > 1:
         if model.train_unet:
             unet_fwd = accelerator.prepare_model(unet_fwd)
         if model.train_text_encoder:
             te_fwd = accelerator.prepare_model(te_fwd)
+            if te2_fwd is not None:
+                te2_fwd = accelerator.prepare_model(te2_fwd)
     optimizer = accelerator.prepare_optimizer(optimizer)
 
     position = Position(global_step=0, next_epoch=1, skip_batches=0, seed=seed)
@@ -139,7 +141,8 @@ def train(settings: TrainSettings, *, progress: ProgressSink | None = None,
                       noise=noise_settings(settings), cache=cache, seed=seed,
                       vae_scale=base.vae_scale_factor, weight_dtype=weight_dtype(settings),
                       clip_skip=settings.clip_skip, max_token_length=settings.max_token_length,
-                      train_text_encoder=model.train_text_encoder, device=accelerator.device)
+                      train_text_encoder=model.train_text_encoder, device=accelerator.device,
+                      sdxl=sdxl_context(settings, base, te2_fwd))
     writer = scalars = None
     if is_main:
         writer = Writer(settings=settings, handles=handles, training_info=_training_info(

@@ -36,8 +36,12 @@ class ParamGroupSpec:
 
 def resolve_groups(unet_params: Sequence[torch.nn.Parameter],
                    text_encoder_params: Sequence[torch.nn.Parameter],
-                   settings: OptimizerSettings) -> list[ParamGroupSpec]:
+                   settings: OptimizerSettings,
+                   text_encoder_2_params: Sequence[torch.nn.Parameter] = ()) -> list[ParamGroupSpec]:
     """Per-group LR like Kohya: unet_lr / text_encoder_lr, each falling back to learning_rate.
+
+    SDXL's second encoder is its own group `text_encoder_2` at the second `--text_encoder_lr`
+    value, else at the first one (sd-scripts' rule for one value).
 
     A group whose LR resolves to 0 is left out and its parameters get `requires_grad=False`
     (nothing computes or stores their gradients). Raises ConfigError when no group is left
@@ -47,6 +51,9 @@ def resolve_groups(unet_params: Sequence[torch.nn.Parameter],
     for name, params, lr in (
         ("unet", unet_params, settings.unet_lr),
         ("text_encoder", text_encoder_params, settings.text_encoder_lr),
+        ("text_encoder_2", text_encoder_2_params,
+         settings.text_encoder_lr if settings.text_encoder_lr_2 is None
+         else settings.text_encoder_lr_2),
     ):
         if not params:
             continue

@@ -139,14 +139,19 @@ def build_model(settings: TrainSettings, seed: int, device: torch.device, warn: 
     """
     from secure_trainer.kohya import export
     from secure_trainer.models import lora
+    from secure_trainer.models.detect import check_family, detect_family
     from secure_trainer.models.loading import load_base_model
 
+    # Before any weight is read: --sdxl/--v2 must agree with the model (one line, exit 2).
+    check_family(detect_family(settings.pretrained_model_name_or_path), sdxl=settings.sdxl,
+                 v2=settings.v2)
     dtype = weight_dtype(settings)
     base = load_base_model(settings.pretrained_model_name_or_path, vae=settings.vae, dtype=dtype)
     base.vae.to(device)
     if base.vae.dtype != torch.float32:
         base.vae.to(torch.float32)
     check_text_settings(base.text_encoder, settings.clip_skip, settings.max_token_length)
+    encoders = [m for m in (base.text_encoder, base.text_encoder_2) if m is not None]
     param_dtype = dtype if (settings.full_fp16 or settings.full_bf16) else torch.float32
     with torch.random.fork_rng(devices=[]):
         seed_everything(derive_seed(seed, INIT_STREAM))
@@ -155,27 +160,31 @@ def build_model(settings: TrainSettings, seed: int, device: torch.device, warn: 
         report = export.load_kohya_into(handles, settings.network.network_weights)
         if report.missing:
             warn(f"network_weights: {len(report.missing)} module(s) not in the file start fresh")
-    groups = optim.resolve_groups(handles.unet_params(), handles.text_encoder_params(),
-                                  settings.optimizer)
+    groups = optim.resolve_groups(handles.unet_params(), handles.text_encoder_params("text_encoder"),
+                                  settings.optimizer,
+                                  handles.text_encoder_params("text_encoder_2"))
     names = {g.name for g in groups}
     base.unet.to(device)
-    base.text_encoder.to(device)
+    for module in encoders:
+        module.to(device)
     # Frozen modules in eval mode (no dropout, no BN updates); only LoRA dropout trains,
     # like Kohya's network.train() on an eval() base.
-    for module in (base.unet, base.text_encoder, base.vae):
+    for module in (base.unet, base.vae, *encoders):
         module.eval()
     for layer, _kind in handles.modules.values():
         dropout = getattr(layer, "lora_dropout", None)
         if dropout is not None:
             dropout.train()
+    train_te = bool(names & {"text_encoder", "text_encoder_2"})
     if settings.gradient_checkpointing:
         base.unet.enable_gradient_checkpointing()
-        if "text_encoder" in names:
-            base.text_encoder.gradient_checkpointing_enable(
-                gradient_checkpointing_kwargs={"use_reentrant": False})
-            base.text_encoder.train()  # transformers checkpoints only in training mode
+        if train_te:
+            for module in encoders:
+                module.gradient_checkpointing_enable(
+                    gradient_checkpointing_kwargs={"use_reentrant": False})
+                module.train()  # transformers checkpoints only in training mode
     return Model(base=base, handles=handles, train_unet="unet" in names,
-                 train_text_encoder="text_encoder" in names, groups=groups)
+                 train_text_encoder=train_te, groups=groups)
 
 
 def build_dataset(settings: TrainSettings, seed: int, warn: Warn) -> KohyaDataset:

@@ -15,11 +15,24 @@ from typing import Any
 import torch
 
 from secure_trainer.data.latent_cache import VAE_STREAM, LatentCache, encode_latents
+from secure_trainer.models.sdxl_text import TextCache, encode_pair, tokenize_pair
 from secure_trainer.models.text_encoding import encode, tokenize
 from secure_trainer.train.noise import NoiseSettings, diffusion_loss, generator_for, noisy_inputs
 
 NOISE_STREAM = 0x401
 AUGMENT_STREAM = 0xA06
+
+
+@dataclass
+class SdxlContext:
+    """SDXL's extra conditioning inputs (sdxl_train_network.py)."""
+
+    text_encoder_2: Any
+    """OpenCLIP-bigG forward to call (wrapped when it trains in multi-process runs)."""
+    tokenizer_2: Any
+    eos_token_id: int
+    cache: TextCache | None = None
+    """--cache_text_encoder_outputs (frozen encoders only)."""
 
 
 @dataclass
@@ -44,6 +57,7 @@ class StepContext:
     max_token_length: int | None
     train_text_encoder: bool
     device: torch.device
+    sdxl: SdxlContext | None = None
 
 
 def load_batch_images(dataset: Any, batch: Any, seed: int, epoch: int, number: int) -> torch.Tensor:
@@ -77,13 +91,48 @@ def batch_loss(ctx: StepContext, dataset: Any, batch: Any, epoch: int, number: i
     latents = batch_latents(ctx, dataset, batch, epoch, number)
     if batch.network_multiplier != ctx.handles.multiplier:
         ctx.handles.set_multiplier(batch.network_multiplier)
-    ids = tokenize(ctx.tokenizer, list(batch.captions), ctx.max_token_length)
-    with torch.set_grad_enabled(ctx.train_text_encoder), ctx.accelerator.autocast():
-        hidden = encode(ctx.text_encoder, ids, ctx.clip_skip, ctx.device)
+    added: dict[str, torch.Tensor] | None = None
+    if ctx.sdxl is None:
+        ids = tokenize(ctx.tokenizer, list(batch.captions), ctx.max_token_length)
+        with torch.set_grad_enabled(ctx.train_text_encoder), ctx.accelerator.autocast():
+            hidden = encode(ctx.text_encoder, ids, ctx.clip_skip, ctx.device)
+    else:
+        hidden, pooled = sdxl_text(ctx, list(batch.captions))
+        # Micro-conditioning: original size, crop offset, target (bucket) size per image.
+        time_ids = dataset.size_conditioning(list(batch.indices), list(batch.flipped))
+        added = {"text_embeds": pooled.to(ctx.weight_dtype),
+                 "time_ids": time_ids.to(ctx.device, ctx.weight_dtype)}
     generator = generator_for(ctx.seed, NOISE_STREAM, epoch, number)
     noisy, timesteps, target = noisy_inputs(ctx.scheduler, latents, ctx.noise, generator)
     with ctx.accelerator.autocast():
         pred = ctx.unet(noisy.to(ctx.weight_dtype), timesteps,
-                        encoder_hidden_states=hidden.to(ctx.weight_dtype)).sample
+                        encoder_hidden_states=hidden.to(ctx.weight_dtype),
+                        added_cond_kwargs=added).sample
     return diffusion_loss(pred, target, batch.loss_weights.to(ctx.device), timesteps,
                           ctx.scheduler, ctx.noise)
+
+
+def sdxl_text(ctx: StepContext, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(context, pooled) of both SDXL encoders for `captions`, from the cache when enabled."""
+    sx = ctx.sdxl
+    assert sx is not None
+
+    def compute(texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        ids, ids_2 = tokenize_pair(ctx.tokenizer, sx.tokenizer_2, texts)
+        return encode_pair(ctx.text_encoder, sx.text_encoder_2, ids, ids_2, sx.eos_token_id,
+                           ctx.device)
+
+    with torch.set_grad_enabled(ctx.train_text_encoder), ctx.accelerator.autocast():
+        if sx.cache is not None:
+            return sx.cache.get(captions, compute)
+        return compute(captions)
+
+
+def sdxl_context(settings: Any, base: Any, text_encoder_2: Any) -> SdxlContext | None:
+    """The SDXL part of the step context (None for SD1.x). `text_encoder_2` is the forward to
+    call (DDP-wrapped when it trains in multi-process runs)."""
+    if base.text_encoder_2 is None:
+        return None
+    return SdxlContext(text_encoder_2=text_encoder_2, tokenizer_2=base.tokenizer_2,
+                       eos_token_id=int(base.tokenizer_2.eos_token_id),
+                       cache=TextCache() if settings.cache_text_encoder_outputs else None)

@@ -1,0 +1,55 @@
+"""SDXL text conditioning: penultimate states of both encoders, pooled bigG output, the cache."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+
+from secure_trainer.models.sdxl_text import TextCache, encode_pair, tokenize_pair
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    from secure_trainer.devtools.tiny_sdxl import make_tiny_sdxl
+    from secure_trainer.models.loading import load_base_model
+
+    return load_base_model(make_tiny_sdxl(tmp_path_factory.mktemp("sdxl")).diffusers_dir)
+
+
+def test_context_and_pooled_are_kohyas(base: Any) -> None:
+    captions = ["a red circle", "blue square on grass"]
+    ids, ids_2 = tokenize_pair(base.tokenizer, base.tokenizer_2, captions)
+    assert ids.shape == ids_2.shape == (2, 77)
+    assert (ids_2 == base.tokenizer_2.pad_token_id).any() and base.tokenizer_2.pad_token == "!"
+    with torch.no_grad():
+        hidden, pooled = encode_pair(base.text_encoder, base.text_encoder_2, ids, ids_2,
+                                     base.tokenizer_2.eos_token_id, "cpu")
+        ref1 = base.text_encoder(ids, output_hidden_states=True).hidden_states[-2]
+        ref2 = base.text_encoder_2(ids_2, output_hidden_states=True)
+    h1 = base.text_encoder.config.hidden_size
+    assert hidden.shape == (2, 77, h1 + base.text_encoder_2.config.hidden_size)
+    assert hidden.shape[-1] == base.unet.config.cross_attention_dim
+    torch.testing.assert_close(hidden[..., :h1], ref1)
+    torch.testing.assert_close(hidden[..., h1:], ref2.hidden_states[-2])
+    # Pooled = projection of the final-norm state at the first EOS (= transformers' text_embeds).
+    torch.testing.assert_close(pooled, ref2.text_embeds)
+    assert pooled.shape == (2, base.text_encoder_2.config.projection_dim)
+
+
+def test_cache_encodes_each_caption_once(base: Any) -> None:
+    calls: list[list[str]] = []
+
+    def compute(texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        calls.append(texts)
+        ids, ids_2 = tokenize_pair(base.tokenizer, base.tokenizer_2, texts)
+        return encode_pair(base.text_encoder, base.text_encoder_2, ids, ids_2,
+                           base.tokenizer_2.eos_token_id, "cpu")
+
+    cache = TextCache()
+    first = cache.get(["a", "b", "a"], compute)
+    second = cache.get(["b", "a"], compute)
+    assert calls == [["a", "b"]]
+    torch.testing.assert_close(first[0][1], second[0][0])
+    assert not first[0].requires_grad
