@@ -9,7 +9,7 @@ IMAGE ?= secure-trainer
 PYTEST_ARGS ?=
 
 .PHONY: help install system-deps test test-unit test-integration test-container demo bench \
-        base wheelhouse build build-cpu scan docker-demo clean
+        base wheelhouse build build-cpu scan docker-demo clean gpu-check
 
 help:
 	@grep -E '^[a-z-]+:.*?## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -44,6 +44,9 @@ demo: system-deps install ## run the main job end to end on embedded defaults
 
 bench: install ## speed/memory of `secure-trainer train` vs a bare diffusers+peft loop
 	$(BIN)/python scripts/bench.py
+
+gpu-check: ## on a GPU: facts + ours vs the bare loop, SD1.5-size 512 px bf16 SDPA, one JSON (GPU_CHECK_DRY=1: CPU dry run)
+	bash scripts/gpu-check.sh
 
 clean:
 	rm -rf .demo .bench build dist *.egg-info

@@ -3,8 +3,10 @@
 Same model folder, same images (cover-resized and centre-cropped to the resolution), same LoRA
 targets as `secure_trainer.models.lora` (Linear/1×1 conv inside UNet Transformer2DModel blocks, Linear
 inside CLIP attention/MLP) through peft's LoraConfig(target_modules=...), AdamW, MSE on epsilon,
-grad clipping 1.0, batch 1, fp32. It is what a user would write by hand; the bench compares
-`secure-trainer train` against it.
+grad clipping 1.0, batch 1, fp32 on CPU by default. `--device cuda --mixed_precision bf16`
+(scripts/gpu_check.py) mirrors our bf16 mode: frozen UNet/text encoder in bf16, VAE and LoRA
+weights in float32, bf16 autocast, SDPA attention. It is what a user would write by hand; the
+bench compares `secure-trainer train` against it.
 
 Prints `step k/N loss x` per step on stdout, then one JSON line with its own timings.
 Never writes anything to disk.
@@ -21,6 +23,7 @@ from pathlib import Path
 
 import torch
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+from diffusers.models.attention_processor import AttnProcessor2_0
 from diffusers.utils import logging as diffusers_logging
 from peft import LoraConfig, inject_adapter_in_model
 from PIL import Image
@@ -79,7 +82,12 @@ def main() -> None:
     parser.add_argument("--rank", type=int, default=16)
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--mixed_precision", choices=("no", "bf16"), default="no")
     args = parser.parse_args()
+    device = torch.device(args.device)
+    bf16 = args.mixed_precision == "bf16"
+    dtype = torch.bfloat16 if bf16 else torch.float32
     diffusers_logging.set_verbosity_error()
     transformers_logging.set_verbosity_error()
     diffusers_logging.disable_progress_bar()
@@ -89,11 +97,13 @@ def main() -> None:
 
     common = {"use_safetensors": True, "local_files_only": True}
     unet = UNet2DConditionModel.from_pretrained(args.model, subfolder="unet",
-                                                torch_dtype=torch.float32, **common)
+                                                torch_dtype=dtype, **common)
     vae = AutoencoderKL.from_pretrained(args.model, subfolder="vae", torch_dtype=torch.float32,
                                         **common)
     text_encoder = CLIPTextModel.from_pretrained(args.model, subfolder="text_encoder",
-                                                 dtype=torch.float32, **common)
+                                                 dtype=dtype, attn_implementation="sdpa",
+                                                 **common)
+    unet.set_attn_processor(AttnProcessor2_0())  # SDPA (diffusers' default with torch 2)
     tokenizer = CLIPTokenizer.from_pretrained(args.model, subfolder="tokenizer",
                                               local_files_only=True)
     scheduler = DDPMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
@@ -106,6 +116,10 @@ def main() -> None:
         inject_adapter_in_model(LoraConfig(r=args.rank, lora_alpha=args.rank,
                                            target_modules=targets, init_lora_weights=True), model)
     params = [p for m in (unet, text_encoder) for p in m.parameters() if p.requires_grad]
+    for p in params:
+        p.data = p.data.float()  # LoRA weights train in float32, like ours without full_bf16
+    for module in (unet, vae, text_encoder):
+        module.to(device)
     optimizer = torch.optim.AdamW(params, lr=args.lr)
     samples = load_samples(args.data, args.resolution)
     order = list(range(len(samples)))
@@ -117,14 +131,15 @@ def main() -> None:
         t0 = time.perf_counter()
         image, caption = samples[order[step % len(order)]]
         with torch.no_grad():
-            latents = vae.encode(image.unsqueeze(0)).latent_dist.sample() * 0.18215
+            latents = vae.encode(image.unsqueeze(0).to(device)).latent_dist.sample() * 0.18215
         ids = tokenizer([caption], padding="max_length", truncation=True,
                         max_length=tokenizer.model_max_length, return_tensors="pt").input_ids
-        hidden = text_encoder(ids)[0]
         noise = torch.randn_like(latents)
-        timesteps = torch.randint(0, 1000, (1,))
+        timesteps = torch.randint(0, 1000, (1,)).to(device)
         noisy = scheduler.add_noise(latents, noise, timesteps)
-        pred = unet(noisy, timesteps, encoder_hidden_states=hidden).sample
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            hidden = text_encoder(ids.to(device))[0]
+            pred = unet(noisy, timesteps, encoder_hidden_states=hidden).sample
         loss = torch.nn.functional.mse_loss(pred.float(), noise.float())
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -137,6 +152,7 @@ def main() -> None:
         "step_seconds": step_times,
         "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         "lora_params": sum(p.numel() for p in params),
+        "peak_vram_bytes": torch.cuda.max_memory_allocated() if device.type == "cuda" else None,
     }), flush=True)
 
 
