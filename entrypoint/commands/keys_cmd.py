@@ -1,4 +1,4 @@
-"""`secure-trainer keys init|status|rotate`: the workspace key in Vault and its gocryptfs dir.
+"""`secure-trainer keys init|status|rotate|rekey`: the workspace key in Vault and its gocryptfs dir.
 
 Vault settings come from the environment (see docs/vault-and-keys.md); the cipher dir from
 `--cipher-dir` or ST_CIPHER_DIR. An owned Vault token is revoked when the command ends.
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from entrypoint.commands.groups import CommandGroups
 
 _CIPHER_HELP = "The gocryptfs cipher (encrypted) directory of the workspace."
+_CIPHER_OPT = typer.Option(..., "--cipher-dir", envvar="ST_CIPHER_DIR", help=_CIPHER_HELP)
 
 
 @contextmanager
@@ -60,7 +61,7 @@ def _status_json(st: KeyStatus) -> str:
 
 
 def register(root: typer.Typer, groups: CommandGroups) -> None:
-    """Add `keys init`, `keys status` and `keys rotate`."""
+    """Add `keys init`, `keys status`, `keys rotate` and `keys rekey`."""
     del root
 
     @groups.keys.command("init")
@@ -103,3 +104,18 @@ def register(root: typer.Typer, groups: CommandGroups) -> None:
         if result.recovered:
             typer.echo("settled an interrupted rotation first")
         typer.echo(f"workspace key rotated: version {result.old_version} -> {result.new_version}")
+
+    @groups.keys.command("rekey")
+    def rekey_cmd(cipher_dir: Path = _CIPHER_OPT) -> None:
+        """Crypto-shred: move the closed workspace into a fresh cipher dir with a new master key,
+        swap it in atomically, destroy the old passphrase version (old backups stop opening)."""
+        from entrypoint.workspace.gocryptfs import Gocryptfs
+        from entrypoint.workspace.rekey import Rekeyer
+
+        with _key_manager(cipher_dir) as keys:
+            result = Rekeyer(keys, Gocryptfs(), cipher_dir,
+                             unsafe_test_crash_at=crash_at_from_env(os.environ)).rekey()
+        if result.recovered:
+            typer.echo("settled an interrupted rotation or rekey first")
+        typer.echo(f"workspace rekeyed: new master key, files={result.files}; key version "
+                   f"{result.old_version} destroyed, {result.new_version} active")

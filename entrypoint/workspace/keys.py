@@ -31,6 +31,10 @@ GOCRYPTFS_CONF = "gocryptfs.conf"
 # The steps after which the test hook can kill the rotating process (tests/integration/test_keys*).
 ROTATE_STEPS = ("after_write", "after_mark_pending", "after_passwd", "after_verify",
                 "after_mark_active", "after_destroy")
+# ... and the steps of `keys rekey` (entrypoint/workspace/rekey.py).
+REKEY_STEPS = ("rekey_after_mark_pending", "rekey_after_init", "rekey_after_mount",
+               "rekey_after_copy",
+               "rekey_after_swap", "rekey_after_mark_active", "rekey_after_destroy")
 CRASH_ENV = "ST_TEST_CRASH_AT"
 
 VersionState = Literal["active", "pending", "retired", "destroyed", "deleted"]
@@ -99,8 +103,8 @@ def crash_at_from_env(env: Mapping[str, str]) -> str | None:
     step = env.get(CRASH_ENV, "").strip()
     if not step:
         return None
-    if step not in ROTATE_STEPS:
-        raise ConfigError(f"{CRASH_ENV} must be one of: {', '.join(ROTATE_STEPS)}")
+    if step not in ROTATE_STEPS + REKEY_STEPS:
+        raise ConfigError(f"{CRASH_ENV} must be one of: {', '.join(ROTATE_STEPS + REKEY_STEPS)}")
     log.warning("test crash hook armed: this process will SIGKILL itself during rotate")
     return step
 
@@ -122,6 +126,20 @@ class KeyManager:
         """TEST HOOK ONLY: SIGKILL ourselves after `step` to prove crash safety."""
         if self._crash_at == step:
             os.kill(os.getpid(), signal.SIGKILL)
+
+    @property
+    def vault(self) -> VaultClient:
+        """The logged-in Vault client this manager uses (shared by `keys rekey`)."""
+        return self._vault
+
+    def settle(self) -> tuple[KeyState, bool]:
+        """Settle an interrupted rotation or rekey (keep the version that opens the cipher dir,
+        destroy the others); returns the state and whether anything was settled."""
+        self._require_cipher()
+        state = self.state()
+        if state.pending is not None or set(state.live) - {state.active}:
+            return self._recover(state), True
+        return state, False
 
     @property
     def cipher_initialised(self) -> bool:
