@@ -27,6 +27,7 @@ import shutil
 import statistics
 import subprocess  # nosec B404 - fixed argv lists, no shell
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -177,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="default bf16; dry no (float32)")
     parser.add_argument("--warmup", type=int, help="steps left out of s/step (default 5; dry 1)")
     parser.add_argument("--resolution", type=int, help="default 512; dry 64")
-    parser.add_argument("--out", type=Path, default=Path("/tmp/gpu-check"),
+    parser.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "gpu-check",
                         help="models, data and LoRAs (outside the checkout: never carried)")
     parser.add_argument("--json", type=Path, help="also write the JSON here")
     argv = sys.argv[1:] if argv is None else argv
