@@ -128,3 +128,24 @@ def test_cli_refuses_unknown_key_and_pickles(fixtures: tuple[Path, Path], tmp_pa
     code, _, err = _cli(args, capsys)
     assert code == 8 and err.startswith("error[data]: refusing a pickle checkpoint")
     assert str(pickled) not in err and len(err.strip().splitlines()) == 1
+
+
+def test_bf16_checkpointing_accumulation_alpaca(fixtures: tuple[Path, Path],
+                                                tmp_path: Path) -> None:
+    from safetensors import safe_open
+
+    model, data = fixtures
+    config = build_config({"model_name_or_path": str(model), "dataset": "alpaca.jsonl",
+                           "dataset_dir": str(data), "output_dir": str(tmp_path / "o"),
+                           "template": "alpaca", "bf16": True, "gradient_checkpointing": True,
+                           "gradient_accumulation_steps": 2, "per_device_train_batch_size": 2,
+                           "lora_target": "q_proj,v_proj", "lora_rank": 2, "max_steps": 2,
+                           "cutoff_len": 64, "lr_scheduler_type": "constant_with_warmup",
+                           "warmup_ratio": 0.5})
+    result = train_llm(config, progress=NullProgress(), warn=lambda _m: None)
+    assert result.steps == 2 and result.final_loss == result.final_loss
+    with safe_open(str(tmp_path / "o" / "adapter_model.safetensors"), framework="pt") as fh:
+        keys = list(fh.keys())
+        assert fh.metadata()["st_template"] == "alpaca"
+        assert all(fh.get_tensor(k).dtype == torch.float32 for k in keys)
+    assert keys and all(("q_proj" in k or "v_proj" in k) for k in keys)
