@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -27,7 +27,8 @@ from entrypoint.secret import Secret
 from secure_trainer.registry import ErasurePlan, ErasureReport, Registry
 
 if TYPE_CHECKING:
-    from entrypoint.audit.anchor import HeadStore
+    from entrypoint.audit.anchor import Head, HeadStore
+    from entrypoint.audit.applog import AppAuditLog
     from entrypoint.commands.groups import CommandGroups
 
 # coupling: E's workspace layout (audit/ dir) and applog file name.
@@ -42,6 +43,11 @@ _YES = typer.Option(False, "--yes", help="Really delete (without it: show the pl
 _KEY = typer.Option(False, "--audit-key-stdin",
                     help="Read the app audit-log key from stdin instead of Vault.")
 _ID = typer.Argument(..., help="LoRA id (from `registry list`).")
+_REKEY = typer.Option(False, "--rekey",
+                      help="After deleting, move the workspace to a new master key and destroy "
+                           "the old key version (`keys rekey`): backups stop opening.")
+_CIPHER = typer.Option(None, "--cipher-dir", envvar="ST_CIPHER_DIR",
+                       help="The workspace's cipher dir (needed by --rekey).")
 
 
 def _registry(workspace: Path | None, unsafe: bool) -> tuple[Path, Registry]:
@@ -50,17 +56,18 @@ def _registry(workspace: Path | None, unsafe: bool) -> tuple[Path, Registry]:
 
 
 @contextmanager
-def _audit_session(from_stdin: bool) -> Iterator[tuple[Secret, HeadStore | None]]:
+def _audit_session(from_stdin: bool) -> Iterator[tuple[Secret, HeadStore | None, Any]]:
     """The app audit-log key and, with Vault, the store of the log's anchored head.
 
     The key comes from stdin (no anchor store then) or Vault (VAULT_* env), whose token stays
-    live until the head is anchored. Raises VaultError/ConfigError.
+    live until the head is anchored; the logged-in VaultClient comes third (None with stdin).
+    Raises VaultError/ConfigError.
     """
     if from_stdin:
         key = Secret(sys.stdin.buffer.read(4096).rstrip(b"\r\n"))
         if not key:
             raise ConfigError("--audit-key-stdin was given but stdin held no key")
-        yield key, None
+        yield key, None, None
         return
     from entrypoint.audit.anchor import vault_store
     from entrypoint.vault.client import VaultClient
@@ -68,7 +75,7 @@ def _audit_session(from_stdin: bool) -> Iterator[tuple[Secret, HeadStore | None]
 
     with VaultClient.from_settings(VaultSettings.from_env(os.environ)) as vault:
         vault.login()
-        yield vault.audit_key(create=True), vault_store(vault, os.environ)
+        yield vault.audit_key(create=True), vault_store(vault, os.environ), vault
 
 
 def _plan_lines(plan: ErasurePlan, show_paths: bool) -> list[str]:
@@ -95,7 +102,7 @@ def _plan_json(plan: ErasurePlan, show_paths: bool) -> str:
 
 
 def _execute(ws: Path, registry: Registry, plan: ErasurePlan, yes: bool, key_stdin: bool,
-             show_paths: bool) -> ErasureReport | None:
+             show_paths: bool, rekey_cipher: Path | None = None) -> ErasureReport | None:
     for line in _plan_lines(plan, show_paths):
         typer.echo(line)
     if not plan.items and not plan.loras and not plan.image_hashes:
@@ -108,11 +115,13 @@ def _execute(ws: Path, registry: Registry, plan: ErasurePlan, yes: bool, key_std
     from entrypoint.audit.applog import AppAuditLog, derive_tombstone_key
 
     mode = AnchorMode.from_env(os.environ)
+    if rekey_cipher is not None and key_stdin:
+        raise ConfigError("--rekey needs Vault (the workspace key): drop --audit-key-stdin")
     if mode == AnchorMode.REQUIRED and key_stdin:
         raise AuditError("ST_AUDIT_ANCHOR=required needs Vault: the erasure's audit head must "
                          "be anchored there (drop --audit-key-stdin)")
     # SECURITY: the key is fetched before deleting — never an unrecorded erasure.
-    with _audit_session(key_stdin) as (key, store):
+    with _audit_session(key_stdin) as (key, store, vault):
         tombstone_key = derive_tombstone_key(key)
         try:
             log = AppAuditLog(ws / AUDIT_LOG_RELPATH, key)
@@ -126,6 +135,8 @@ def _execute(ws: Path, registry: Registry, plan: ErasurePlan, yes: bool, key_std
                                  "the audit log; check the workspace audit/ folder") from None
             head = anchor_after_op(ws / AUDIT_LOG_RELPATH, key, store, mode,
                                    lambda m: typer.echo(m, err=True))
+            if rekey_cipher is not None:
+                head = _rekey(ws, rekey_cipher, vault, log, key, store, mode)
         finally:
             tombstone_key.wipe()
             key.wipe()
@@ -138,6 +149,34 @@ def _execute(ws: Path, registry: Registry, plan: ErasurePlan, yes: bool, key_std
     if head is not None:
         typer.echo(f"audit head anchored in Vault at record {head.seq}")
     return report
+
+
+def _rekey(ws: Path, cipher_dir: Path, vault: Any, log: AppAuditLog, key: Secret,
+           store: HeadStore | None, mode: str) -> Head | None:
+    """Crypto-shred after the erasure: record the start, close, rekey, reopen, record the end.
+
+    The start is anchored before the workspace closes, so a rekey that dies is still on record.
+    """
+    from entrypoint.audit.anchor import anchor_after_op
+    from entrypoint.audit.applog import AppAuditLog
+    from entrypoint.workspace.gocryptfs import Gocryptfs
+    from entrypoint.workspace.keys import KeyManager, crash_at_from_env
+    from entrypoint.workspace.rekey import rekey_open_workspace
+
+    def warn(message: str) -> None:
+        typer.echo(message, err=True)
+
+    log.append("rekey_started")
+    anchor_after_op(ws / AUDIT_LOG_RELPATH, key, store, mode, warn)
+    fs = Gocryptfs()
+    result = rekey_open_workspace(KeyManager(vault, fs, cipher_dir), fs, cipher_dir, ws,
+                                  unsafe_test_crash_at=crash_at_from_env(os.environ))
+    AppAuditLog(ws / AUDIT_LOG_RELPATH, key).append(
+        "rekey", old_version=result.old_version, new_version=result.new_version,
+        files=result.files)
+    typer.echo(f"rekeyed: new master key; key version {result.old_version} destroyed, "
+               f"{result.new_version} active (backups of the old cipher dir no longer open)")
+    return anchor_after_op(ws / AUDIT_LOG_RELPATH, key, store, mode, warn)
 
 
 def register(root: typer.Typer, groups: CommandGroups) -> None:
@@ -197,10 +236,15 @@ def register(root: typer.Typer, groups: CommandGroups) -> None:
     @groups.registry.command("erase")
     def erase_cmd(subject: str = _SUBJECT, yes: bool = _YES, audit_key_stdin: bool = _KEY,
                   workspace: Path | None = _WS, unsafe: bool = _UNSAFE,
-                  show_paths: bool = _PATHS) -> None:
-        """Delete everything derived from a subject (whole LoRAs included); audit tombstone."""
+                  show_paths: bool = _PATHS, rekey: bool = _REKEY,
+                  cipher_dir: Path | None = _CIPHER) -> None:
+        """Delete everything derived from a subject (whole LoRAs included); audit tombstone.
+        With --rekey, then crypto-shred (new master key) so old backups stop opening."""
         ws, registry = _registry(workspace, unsafe)
-        _execute(ws, registry, registry.plan_subject(subject), yes, audit_key_stdin, show_paths)
+        if rekey and cipher_dir is None:
+            raise ConfigError("--rekey needs --cipher-dir or ST_CIPHER_DIR")
+        _execute(ws, registry, registry.plan_subject(subject), yes, audit_key_stdin, show_paths,
+                 rekey_cipher=cipher_dir if rekey else None)
 
     @groups.registry.command("expire")
     def expire_cmd(yes: bool = _YES, audit_key_stdin: bool = _KEY,

@@ -231,3 +231,22 @@ class Rekeyer:
         shutil.rmtree(spare)  # the old tree; unreadable from now on anyway
         log.info("workspace rekeyed (version %d -> %d)", old_version, new_version)
         return RekeyResult(old_version, new_version, files, recovered)
+
+
+def rekey_open_workspace(keys: KeyManager, fs: Gocryptfs, cipher_dir: Path, mountpoint: Path,
+                         *, unsafe_test_crash_at: str | None = None) -> RekeyResult:
+    """Close the mounted workspace, rekey it, and open it again with the new key.
+
+    Raises WorkspaceError (busy mount, rekey failure; the workspace then stays closed and
+    `keys rekey` settles it) or VaultError.
+    """
+    from entrypoint.workspace.gocryptfs import Workspace
+
+    Workspace(fs, cipher_dir, mountpoint).close()
+    result = Rekeyer(keys, fs, cipher_dir, unsafe_test_crash_at=unsafe_test_crash_at).rekey()
+    passphrase = keys.open_passphrase()
+    try:
+        Workspace(fs, cipher_dir, mountpoint).open(passphrase)
+    finally:
+        passphrase.wipe()
+    return result

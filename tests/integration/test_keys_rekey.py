@@ -148,3 +148,66 @@ def test_sigkill_at_every_rekey_step_loses_nothing(site: Site, step: str) -> Non
     assert proc.returncode == 0, proc.stderr
     assert_intact(site)
     assert_clean(site)
+
+
+def test_registry_erase_rekey_then_old_backup_holds_nothing_openable(
+        site: Site, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`registry erase --subject S --yes --rekey` on an open workspace: S's file is gone, the
+    workspace is open again under a new master key, a backup taken before no longer opens,
+    and the audit log (erasure, rekey_started, rekey) verifies against its Vault anchor."""
+    import io
+    import json
+
+    from entrypoint.cli import main
+    from entrypoint.workspace.gocryptfs import Workspace
+    from secure_trainer.registry import ImageRecord, Registry
+
+    assert cli(site, "init").returncode == 0
+    with VaultClient.from_settings(VaultSettings.from_env(site.env)) as vault:
+        vault.login()
+        passphrase = KeyManager(vault, Gocryptfs(), site.cipher).open_passphrase()
+    ws = Workspace(Gocryptfs(), site.cipher, site.mnt)
+    ws.open(passphrase, allow_other=False)
+    try:
+        images = {}
+        for name, subject in (("s.png", "S-1"), ("t.png", "T-2")):
+            path = site.mnt / "datasets" / "d" / "3_x" / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(name.encode() * 100)
+            images[name] = ImageRecord("d", str(path), hashlib_sha(path), subject)
+        Registry(site.mnt / "registry.sqlite").record_images(images.values())
+        backup = tmp_path / "backup"
+        shutil.copytree(site.cipher, backup, symlinks=True)
+        for name in [n for n in os.environ if n.startswith(("VAULT_", "ST_"))]:
+            monkeypatch.delenv(name)
+        for name, value in {**site.env, "ST_MOUNTPOINT": str(site.mnt),
+                            "ST_CIPHER_DIR": str(site.cipher)}.items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"")))
+        code = main(["registry", "erase", "--subject", "S-1", "--yes", "--rekey"])
+        out, err = capsys.readouterr()
+        assert code == 0, err
+        assert "rekeyed: new master key" in out and "anchored in Vault" in out
+        assert Gocryptfs().is_mounted(site.mnt)
+        assert not (site.mnt / "datasets" / "d" / "3_x" / "s.png").exists()
+        assert (site.mnt / "datasets" / "d" / "3_x" / "t.png").exists()
+        code = main(["audit", "verify", "--anchored"])
+        out, err = capsys.readouterr()
+        assert code == 0, err
+        events = [json.loads(line)["event"]
+                  for line in (site.mnt / "audit" / "app.jsonl").read_text().splitlines()]
+        assert events == ["erasure", "rekey_started", "rekey"]
+    finally:
+        ws.close()
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    for value in site.live_values():
+        with pytest.raises(WorkspaceError, match="wrong passphrase"):
+            Gocryptfs().mount(backup, probe, Secret(value), allow_other=False)
+
+
+def hashlib_sha(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
