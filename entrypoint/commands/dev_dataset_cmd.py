@@ -15,15 +15,19 @@ from secure_trainer.devtools.synthetic_dataset import make_dataset, summarize
 if TYPE_CHECKING:
     from entrypoint.commands.groups import CommandGroups
 
+SDXL_SCALE = 8  # 64-160 px shapes become 512-1280 px
+
 
 def dataset(
     out: Annotated[Path, typer.Argument(help="Folder to create; it becomes the --train_data_dir.")],
+    sdxl: Annotated[bool, typer.Option(
+        "--sdxl", help="SDXL-sized images (512-1280 px sides, for 1024 px buckets).")] = False,
 ) -> None:
     """Write a small synthetic dataset (coloured shapes, `.txt` captions) into OUT."""
     from secure_trainer.errors import ConfigError
 
     try:
-        train_data_dir = make_dataset(out)
+        train_data_dir = make_dataset(out, scale=SDXL_SCALE if sdxl else 1)
     except OSError:
         raise ConfigError("could not write the synthetic dataset (is OUT writable?)") from None
     summary = summarize(train_data_dir)
