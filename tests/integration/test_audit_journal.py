@@ -1,5 +1,6 @@
-"""Nothing happens unrecorded: a run denied by the policy before the mount leaves its denial in
-the root-only journal, and the next good run merges it into the app log, which verifies."""
+"""Nothing happens unrecorded: a run denied by the policy before the mount, and one whose Vault
+is unreachable, leave their records in the root-only journal, and the next good run merges
+them into the app log, in order, which verifies."""
 
 from __future__ import annotations
 
@@ -33,6 +34,11 @@ def test_denied_run_then_good_run_leaves_the_denial_in_the_verified_log(
     journal = case.state / JOURNAL_NAME
     assert journal.is_file() and journal.stat().st_mode & 0o777 == 0o600
     assert b"policy_denied" in journal.read_bytes()
+    # A run whose Vault is unreachable fails before the mount too: its failure is journaled.
+    code, out = RunProcess(case, steps=1, extra_env={"VAULT_ADDR": "http://127.0.0.1:9"}
+                           ).finish(timeout=300)
+    assert code == 4, out[-2000:]
+    assert b"VaultUnreachable" in journal.read_bytes()
 
     code, out = RunProcess(case, steps=1, extra_env={"ST_AUDIT_MODE": "app"}).finish(timeout=600)
     assert code == 0, out[-3000:]
@@ -51,4 +57,8 @@ def test_denied_run_then_good_run_leaves_the_denial_in_the_verified_log(
     good_run = next(e for e in events if e["event"] == "workspace_mounted")["fields"]["run_id"]
     assert denied["fields"]["run_id"] != good_run
     assert events.index(denied) < events.index(failed)
+    vault_failed = [e for e in journaled if e["event"] == "run_failed"
+                    and e["fields"]["error"] == "VaultUnreachable"]
+    assert len(vault_failed) == 1 and vault_failed[0]["fields"]["exit_code"] == 4
+    assert events.index(failed) < events.index(vault_failed[0])
     assert json.dumps(journaled).count("journal_id") == len(journaled)
