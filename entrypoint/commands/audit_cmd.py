@@ -65,6 +65,20 @@ def _vault_head() -> object:
         return head
 
 
+def _journal_pending() -> int:
+    """Entries of the pre-mount journal not yet merged (0 when there is no state dir)."""
+    from entrypoint.audit.journal import PreMountJournal
+    from entrypoint.workspace.gocryptfs import state_dir
+
+    directory = state_dir(dict(os.environ))
+    if not directory.is_dir():
+        return 0
+    try:
+        return PreMountJournal(directory).pending()
+    except AuditError:
+        return 0  # not ours to read (another user's state dir): nothing to report
+
+
 def _manifest_seq(manifest: Path) -> tuple[int, str]:
     """(audit_seq, run_id) of a run manifest. Raises ConfigError when it has none."""
     try:
@@ -134,3 +148,7 @@ def register(root: typer.Typer, groups: CommandGroups) -> None:
         if sealed is not None:
             _check_sealed(path, *sealed)
         typer.echo(f"ok: {result.records} records")
+        waiting = _journal_pending()
+        if waiting:
+            typer.echo(f"note: {waiting} pre-mount event(s) wait in the state dir's journal; "
+                       "the next run merges them into this log")

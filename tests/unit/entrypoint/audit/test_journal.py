@@ -82,3 +82,20 @@ def test_refuses_unsafe_fields_and_state_dirs(tmp_path: Path) -> None:
     with pytest.raises(AuditError):
         journal.append("x", ok=True)
     assert not (tmp_path / "elsewhere").exists()
+
+
+def test_audit_verify_reports_events_waiting_in_the_journal(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+    import sys
+
+    from entrypoint.cli import main
+
+    AppAuditLog(tmp_path / "app.jsonl", Secret(KEY)).append("x")
+    monkeypatch.setenv("ST_STATE_DIR", str(tmp_path / "state"))
+    PreMountJournal(tmp_path / "state").append("policy_denied", run_id="r9")
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(KEY.encode() + b"\n")))
+    assert main(["audit", "verify", str(tmp_path / "app.jsonl"), "--key-stdin"]) == 0
+    out = capsys.readouterr().out
+    assert "ok: 1 records" in out and "1 pre-mount event(s) wait" in out
