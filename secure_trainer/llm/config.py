@@ -24,7 +24,7 @@ Scheduler = Literal["linear", "cosine", "constant", "constant_with_warmup"]
 # LLaMA-Factory / TrainingArguments keys that change what is trained or where data goes, and
 # that we do not implement: refused by name rather than reported as unknown.
 UNSUPPORTED_KEYS = frozenset({
-    "packing", "neat_packing", "resume_from_checkpoint", "deepspeed", "quantization_bit",
+    "packing", "neat_packing", "deepspeed", "quantization_bit",
     "quantization_method", "fp16", "use_dora", "pissa_init", "loraplus_lr_ratio",
     "additional_target", "lora_dropout_rate", "adapter_name_or_path", "push_to_hub",
     "hub_model_id", "val_size", "eval_dataset", "predict_with_generate", "mask_history",
@@ -72,6 +72,10 @@ class LlmTrainConfig:
     seed: int = 42
     logging_steps: int = 10
     overwrite_output_dir: bool = False
+    save_steps: int = 0
+    """> 0: write a training state to output_dir/checkpoint-<step> every this many steps."""
+    resume_from_checkpoint: Path | None = None
+    """A checkpoint-<step> folder of an earlier run of the same config (continues it)."""
     report_to: str = "none"
     trust_remote_code: bool = False
     subject_field: str = "subject"
@@ -114,6 +118,13 @@ class LlmTrainConfig:
         _require(self.dp_unit in ("subject", "record"), "dp_unit", "use subject or record")
         _require(self.accountant in ("rdp", "prv"), "accountant", "use rdp or prv")
         _require(self.canaries >= 0, "canaries", "must be 0 or more")
+        _require(self.save_steps >= 0, "save_steps", "must be 0 or more")
+        if self.resume_from_checkpoint is not None:
+            # A resumed DP run would need the spent budget carried over, a canary run the same
+            # (randomly drawn) canaries: neither is stored in a checkpoint yet.
+            _require(not self.dp, "resume_from_checkpoint", "cannot be combined with dp yet")
+            _require(self.canaries == 0, "resume_from_checkpoint",
+                     "cannot be combined with canaries")
         if self.dp:
             _require((self.target_epsilon is None) != (self.noise_multiplier is None),
                      "target_epsilon", "dp needs exactly one of target_epsilon or "

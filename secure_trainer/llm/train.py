@@ -23,6 +23,7 @@ import torch
 
 from secure_trainer.errors import DataRejected, TrainingError
 from secure_trainer.llm import canary as canaries_mod
+from secure_trainer.llm import checkpoint
 from secure_trainer.llm.adapter import add_lora
 from secure_trainer.llm.batches import collate, epoch_batches, token_mean_loss
 from secure_trainer.llm.config import LlmTrainConfig
@@ -132,8 +133,13 @@ def train_llm(config: LlmTrainConfig, *, progress: ProgressSink, warn: Warn,
     pad_id = int(lm.tokenizer.pad_token_id)
     epochs = max(1, math.ceil(total / per_epoch))
     timer = StepTimer()
-    progress.start(total_steps=total, total_epochs=epochs, initial_step=0)
-    step, loss, epoch = 0, float("nan"), 0
+    step, loss, epoch, skip = 0, float("nan"), 0, 0
+    if config.resume_from_checkpoint is not None:
+        # Last thing before the loop: restore_rng must follow everything that draws.
+        position = checkpoint.resume(config.resume_from_checkpoint, model, optimizer, scheduler,
+                                     config.seed)
+        step, epoch, skip = position.global_step, position.next_epoch - 1, position.skip_batches
+    progress.start(total_steps=total, total_epochs=epochs, initial_step=step)
     try:
         while step < total and not (dp is not None and dp.exhausted()):
             epoch += 1
@@ -148,10 +154,11 @@ def train_llm(config: LlmTrainConfig, *, progress: ProgressSink, warn: Warn,
                 continue
             batches = list(epoch_batches(len(encoded), config.per_device_train_batch_size,
                                          config.seed, epoch))
-            for first in range(0, len(batches), config.gradient_accumulation_steps):
+            accumulate = config.gradient_accumulation_steps
+            groups = [batches[i:i + accumulate] for i in range(0, len(batches), accumulate)]
+            for done, group in enumerate(groups[skip:], start=skip + 1):
                 if step >= total:
                     break
-                group = batches[first:first + config.gradient_accumulation_steps]
                 optimizer.zero_grad(set_to_none=True)
                 loss = 0.0
                 for indices in group:
@@ -165,6 +172,11 @@ def train_llm(config: LlmTrainConfig, *, progress: ProgressSink, warn: Warn,
                 torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
                 step = _finish(optimizer, scheduler, step, total, epoch, epochs, loss, timer,
                                progress)
+                if config.save_steps and step % config.save_steps == 0 and step < total:
+                    checkpoint.save(config.output_dir, model, optimizer, scheduler,
+                                    checkpoint.position_after(step, epoch, done, len(groups),
+                                                              config.seed))
+            skip = 0
     finally:
         progress.close()
     record = dp.record() if dp is not None else None

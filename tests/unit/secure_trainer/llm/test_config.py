@@ -72,6 +72,9 @@ def test_flags_override_yaml(tmp_path: Path) -> None:
     ({"dp": True, "target_epsilon": 8, "gradient_accumulation_steps": 2},
      "gradient_accumulation_steps"),
     ({"warmup_ratio": 1.5}, "warmup_ratio"),
+    ({"resume_from_checkpoint": "/c", "dp": True, "target_epsilon": 8},
+     "resume_from_checkpoint"),
+    ({"resume_from_checkpoint": "/c", "canaries": 3}, "resume_from_checkpoint"),
 ])
 def test_bad_keys_name_the_key(raw: dict[str, object], key: str) -> None:
     with pytest.raises(ConfigError) as err:
