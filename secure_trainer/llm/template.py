@@ -53,14 +53,20 @@ def render_chat(tokenizer: Any, turns: Sequence[Turn]) -> tuple[str, list[Span]]
     Raises DataRejected when the template renders a prompt that is not a prefix of the
     conversation (we could not tell prompt from response tokens).
     """
+    from jinja2 import TemplateError
+
     spans: list[Span] = []
-    full = tokenizer.apply_chat_template(_as_dicts(turns), tokenize=False)
-    for index, turn in enumerate(turns):
-        if turn.role != "assistant":
-            continue
-        head = tokenizer.apply_chat_template(_as_dicts(turns[:index]), tokenize=False,
-                                             add_generation_prompt=True) if index else ""
-        upto = tokenizer.apply_chat_template(_as_dicts(turns[:index + 1]), tokenize=False)
+    try:
+        full = tokenizer.apply_chat_template(_as_dicts(turns), tokenize=False)
+        prefixes = [(tokenizer.apply_chat_template(_as_dicts(turns[:i]), tokenize=False,
+                                                   add_generation_prompt=True) if i else "",
+                     tokenizer.apply_chat_template(_as_dicts(turns[:i + 1]), tokenize=False))
+                    for i, turn in enumerate(turns) if turn.role == "assistant"]
+    except TemplateError:
+        # e.g. a template that forbids a system turn or demands strict alternation
+        raise DataRejected("the model's chat template refused a conversation (check its "
+                           "roles, or use template: alpaca)") from None
+    for head, upto in prefixes:
         if not (full.startswith(upto) and upto.startswith(head)):
             raise DataRejected("the chat template does not render prompts as prefixes; use "
                                "template: alpaca")

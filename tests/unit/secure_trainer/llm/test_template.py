@@ -70,3 +70,18 @@ def test_parse_both_formats() -> None:
         parse_record({"messages": [{"role": "user", "content": "q"}]}, 3)
     with pytest.raises(DataRejected, match="line 4"):
         parse_record({"text": "raw"}, 4)
+
+
+def test_template_errors_become_data_rejected() -> None:
+    tok = build_tokenizer()
+    # A template that refuses system turns (as some model families' templates do).
+    tok.chat_template = ("{% for m in messages %}{% if m['role'] == 'system' %}"
+                         "{{ raise_exception('no system') }}{% endif %}"
+                         "{{ m['content'] }}{% endfor %}")
+    with pytest.raises(DataRejected, match="refused a conversation"):
+        encode(tok, CONVO, "chat", 64)
+    # A template whose prompt is not a prefix of the conversation.
+    tok.chat_template = ("{% for m in messages %}{{ m['content'] }}|{% endfor %}"
+                         "{% if add_generation_prompt %}ASSISTANT:{% endif %}")
+    with pytest.raises(DataRejected, match="prefixes"):
+        encode(tok, CONVO[1:3], "chat", 64)
