@@ -12,6 +12,8 @@
 # those (versions from requirements/lock-gpu.txt, cp312 manylinux wheels, no deps) into .whl/,
 # which is gitignored and carried with the run; where python lacks our packages this script
 # installs .whl/ into a private --target folder first. Dry mode runs on CPU with the tiny model (CI).
+# On a lent machine (device tool): here `bash scripts/gpu-check.sh --fetch-wheels`, then
+#   run(command="bash scripts/gpu-check.sh --json $OUT/gpu-check.json", carry=[".whl"], timeout_s=540)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-$( [[ -x .venv/bin/python ]] && echo .venv/bin/python || echo python3 )}"
