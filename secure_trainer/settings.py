@@ -50,6 +50,7 @@ class SubsetSettings:
     random_crop: bool = False
     alpha_mask: bool = False
     resize_interpolation: str | None = None  # None ⇒ area when shrinking both sides, else lanczos
+    caption_csv: Path | None = None  # lora-scripts `metadata_path`: captions from one CSV
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from secure_trainer.data.buckets import BucketPlanner, Size, sdxl_time_ids
+from secure_trainer.data.caption_csv import csv_caption, read_caption_csv
 from secure_trainer.data.captions import (
     CaptionContext,
     find_caption_file,
@@ -72,9 +73,13 @@ def _scan_subset(
     if not subset.image_dir.is_dir():
         raise DataRejected("training data folder not found (check train_data_dir / image_dir)")
     scanned: list[_Scanned] = []
+    table = read_caption_csv(subset.caption_csv) if subset.caption_csv is not None else None
     for path in list_images(subset.image_dir):
-        cap_file = find_caption_file(path, subset.caption_extension)
-        if cap_file is not None:
+        cap_file = None if table is not None else find_caption_file(path, subset.caption_extension)
+        listed = csv_caption(table, path, subset.image_dir) if table is not None else None
+        if listed is not None:
+            caption = listed
+        elif cap_file is not None:
             caption = read_caption(cap_file, enable_wildcard=subset.enable_wildcard)
         else:
             caption = subset.class_tokens or ""

@@ -287,6 +287,7 @@ _ROWS: tuple[tuple[str, OptionKind, ValueType, object, dict[str, object]], ...] 
     ("metadata_preprocessor", _I, "str", None, {}),
     ("metadata_is_negative_embedding", _I, "str", None, {}),
     # -- secure-trainer's own options
+    ("config", _O, "path", None, {}),  # a lora-scripts YAML run file (kohya/lora_scripts.py)
     ("metadata", _O, "str", None, {"choices": ("redacted", "full", "none")}),
     ("dp", _O, "flag", False, {}),
     ("dp_target_epsilon", _O, "float", None, {}),

@@ -27,10 +27,12 @@ from secure_trainer.kohya.config_sections import (
 )
 from secure_trainer.kohya.dataset_config import (
     datasets_from_config,
+    datasets_from_flat_folder,
     datasets_from_folders,
     require_images,
     toml_error_location,
 )
+from secure_trainer.kohya.lora_scripts import LoraScriptsConfig, load_lora_scripts_config
 from secure_trainer.settings import TrainSettings
 
 Warn = Callable[[str], None]
@@ -181,6 +183,18 @@ def load_config_file(name: str) -> dict[str, object]:
     return out
 
 
+def _yaml_values(config: LoraScriptsConfig) -> dict[str, object]:
+    """A lora-scripts file's mapped values, type-checked like a Kohya TOML."""
+    out: dict[str, object] = {}
+    for key, value in config.values.items():
+        opt = ka.OPTIONS[key]
+        coerced = _coerce(opt, value)
+        if opt.choices is not None and coerced not in opt.choices:
+            raise ConfigError(f"config: invalid value for option '{key}'")
+        out[key] = coerced
+    return out
+
+
 def _parse_cli(argv: list[str]) -> dict[str, object]:
     args, extras = _make_parser(suppress=True).parse_known_args(argv)
     for extra in extras:
@@ -246,10 +260,13 @@ def parse_train_args(argv: list[str], *, warn: Warn) -> TrainSettings:
     """
     cli = _parse_cli(argv)
     from_file = load_config_file(str(cli["config_file"])) if cli.get("config_file") else {}
+    yaml_cfg = load_lora_scripts_config(Path(str(cli["config"]))) if cli.get("config") else None
+    from_yaml = _yaml_values(yaml_cfg) if yaml_cfg is not None else {}
     values: dict[str, Any] = {name: opt.default for name, opt in ka.OPTIONS.items()}
     values.update(from_file)
+    values.update(from_yaml)  # lora-scripts YAML: between --config_file and the command line
     values.update(cli)
-    explicit = set(from_file) | set(cli)
+    explicit = set(from_file) | set(from_yaml) | set(cli)
     _check_support(values, explicit, warn)
     if values["caption_extention"] is not None:  # Kohya's legacy misspelling wins when given
         values["caption_extension"] = values["caption_extention"]
@@ -282,6 +299,9 @@ def parse_train_args(argv: list[str], *, warn: Warn) -> TrainSettings:
         if values["train_data_dir"] or values["reg_data_dir"]:
             warn("train_data_dir/reg_data_dir are ignored because dataset_config is given")
         datasets = datasets_from_config(Path(str(values["dataset_config"])), values, warn=warn)
+    elif yaml_cfg is not None and yaml_cfg.caption_csv is not None:
+        datasets = datasets_from_flat_folder(values, caption_csv=yaml_cfg.caption_csv,
+                                             repeats=yaml_cfg.repeats, warn=warn)
     else:
         datasets = datasets_from_folders(values, warn=warn)
     require_images(datasets)

@@ -7,6 +7,7 @@ general > command line > default. SECURITY: messages never carry a path, folder 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import tomllib
@@ -387,6 +388,27 @@ def datasets_from_folders(cli: Mapping[str, object], *, warn: Warn) -> tuple[Dat
     if reg_dir is not None:
         subsets += _folder_subsets(Path(str(reg_dir)), cli, is_reg=True, warn=warn)
     return (_dataset(_Lookup(cli), tuple(subsets), "command line"),)
+
+
+def datasets_from_flat_folder(cli: Mapping[str, object], *, caption_csv: Path, repeats: int,
+                              warn: Warn) -> tuple[DatasetSettings, ...]:
+    """One dataset whose single subset is the images directly in `train_data_dir`, captioned by
+    `caption_csv` (lora-scripts' `metadata_path`; images it does not list fall back to sidecar-free
+    empty captions with a warning, as Kohya does for missing captions).
+
+    Raises ConfigError when train_data_dir is not given, DataRejected when it is missing.
+    """
+    train_dir = cli.get("train_data_dir")
+    if train_dir is None:
+        raise ConfigError("config: train_data_dir is required with metadata_path")
+    folder = Path(str(train_dir))
+    if not folder.is_dir():
+        raise DataRejected("training data folder not found (check train_data_dir)")
+    look = _Lookup(cli)
+    subset = _subset(look, folder, is_reg=False, repeats=repeats, class_tokens=None,
+                     where="config", warn=warn)
+    subset = dataclasses.replace(subset, caption_csv=caption_csv)
+    return (_dataset(look, (subset,), "config"),)
 
 
 def require_images(datasets: tuple[DatasetSettings, ...]) -> None:
