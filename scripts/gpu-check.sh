@@ -2,7 +2,7 @@
 # `make gpu-check`: one command from a lent GPU machine to figures. Gathers GPU facts, trains the
 # full-size random SD1.5 LoRA at 512 px in bf16 with SDPA for a fixed number of steps with our
 # trainer and with the bare loop, and prints one JSON (s/step, images/s, peak VRAM, ratio);
-# the work is in scripts/gpu_check.py. Budget: fits in 8 minutes on an H200.
+# the work is in scripts/gpu_check.py. Sized for 8 minutes on an H200 (not yet run on one).
 #
 #   bash scripts/gpu-check.sh [--dry-run] [gpu_check.py options]   (GPU_CHECK_DRY=1 = --dry-run)
 #   bash scripts/gpu-check.sh --fetch-wheels     (here, with network: the wheels to carry)
