@@ -76,7 +76,10 @@ RUN echo user_allow_other >> /etc/fuse.conf \
 COPY --from=builder /opt/venv /opt/venv
 COPY policies/ /opt/secure-trainer/policies/
 # No secret here: only locations. Vault credentials arrive as read-only files at run time.
+# ST_IN_CONTAINER=1: the image owns /tmp, /var/tmp and the caches, so a run wipes them at its end
+# (coupling: entrypoint/run/wipe.py in_container; never trusted from /.dockerenv).
 ENV PATH=/opt/venv/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    ST_IN_CONTAINER=1 \
     LANG=C.UTF-8 \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

@@ -1,7 +1,8 @@
 """Scrubbing of secrets, paths and identifiers from any text the envelope prints or logs.
 
-`Redactor` replaces registered secrets, absolute paths, URL paths, e-mail addresses, Vault-style
-tokens, JWTs and long hex strings with fixed placeholders; `RedactingFilter` applies it to log
+`Redactor` replaces registered secrets, registered names (a run's dataset folder names and file
+stems), absolute paths, workspace-relative paths (`datasets/...`, `models/...`, `runs/...`), URL
+paths, e-mail addresses, Vault-style tokens, JWTs and long hex strings with fixed placeholders; `RedactingFilter` applies it to log
 records; `redact_stream` filters a child's stdout/stderr line by line.
 SECURITY: this module must never log or store what it scrubs; a registered secret is kept only in
 the compiled pattern for the Redactor's lifetime (Python cannot wipe `str`).
@@ -26,7 +27,13 @@ PLACEHOLDERS = {
     "token": "<token>",
     "hex": "<hex>",
     "jwt": "<jwt>",
+    "relpath": "<path>",
+    "name": "<name>",
 }
+# coupling: the workspace LAYOUT (entrypoint/workspace/gocryptfs.py); a relative path starting
+# with one of these names data of the workspace.
+_WORKSPACE_TOPS = ("datasets", "models", "runs", "tmp", "audit", r"\.secure-trainer")
+_NAME_MIN = 4  # shorter names are too common to scrub without destroying the text
 
 # Order matters: tokens/JWT/hex before paths, so "/x/hvs.abc" loses the token either way.
 _GENERIC = re.compile(
@@ -37,6 +44,9 @@ _GENERIC = re.compile(
     r"|(?P<email>\b[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+\b)"
     # URL: keep scheme and host (useful to debug), drop the path, which may name a secret.
     r"|(?P<url>\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s/\"'<>]+)(?P<urlpath>/[^\s\"'<>]*)?"
+    # Workspace-relative path (what `run` passes the trainer): datasets/people/10_jane/x.png.
+    rf"|(?P<relpath>(?<![\w.:/~-])(?:{'|'.join(_WORKSPACE_TOPS)})/[\w.@%+=,~-]*"
+    r"(?:/[\w.@%+=,~-]+)*/?)"
     # Absolute, home-relative or dot-relative path. The look-behind keeps ratios (3/4), rates
     # (it/s) and URL pieces out.
     r"|(?P<path>(?<![\w.:/~-])(?:~|\.{1,2})?/[\w.@%+=,~-]+(?:/[\w.@%+=,~-]+)*/?)"
@@ -63,6 +73,8 @@ class Redactor:
         self._lock = threading.Lock()
         self._literals: list[str] = []
         self._literal_re: re.Pattern[str] | None = None
+        self._names: list[str] = []
+        self._name_re: re.Pattern[str] | None = None
         for value in secrets or []:
             self.register(value)
 
@@ -86,12 +98,30 @@ class Redactor:
             ordered = sorted(self._literals, key=len, reverse=True)
             self._literal_re = re.compile("|".join(re.escape(s) for s in ordered))
 
+    def register_name(self, name: str) -> None:
+        """Scrub `name` (a dataset folder name, a file stem) wherever it stands as a word of its
+        own (not inside a longer run of letters and digits); shorter than 4 characters: ignored.
+        """
+        if len(name) < _NAME_MIN:
+            return
+        with self._lock:
+            if name in self._names:
+                return
+            self._names.append(name)
+            ordered = sorted(self._names, key=len, reverse=True)
+            self._name_re = re.compile(r"(?<![A-Za-z0-9])(?:"
+                                       + "|".join(re.escape(n) for n in ordered)
+                                       + r")(?![A-Za-z0-9])")
+
     def scrub(self, text: str) -> str:
-        """Return `text` with secrets, paths, e-mails, tokens, JWTs and long hex replaced."""
+        """Return `text` with secrets, paths, e-mails, tokens, JWTs, long hex and registered
+        names replaced."""
         literal_re = self._literal_re
         if literal_re is not None:
             text = literal_re.sub(PLACEHOLDERS["secret"], text)
-        return _GENERIC.sub(_sub_generic, text)
+        text = _GENERIC.sub(_sub_generic, text)
+        name_re = self._name_re
+        return name_re.sub(PLACEHOLDERS["name"], text) if name_re is not None else text
 
 
 class RedactingFilter(logging.Filter):

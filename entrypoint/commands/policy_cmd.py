@@ -98,6 +98,10 @@ def register(root: typer.Typer, groups: CommandGroups) -> None:
     ) -> None:
         from entrypoint.policy import PolicyContext, check, load_profile, parse_canary
         from entrypoint.policy.decision import DeniedByPolicy
+        from entrypoint.run.nodump import forbid_core_dumps
+
+        # coupling: `run` does the same before its policy phase, so the core-limit fact agrees.
+        forbid_core_dumps()
 
         if audit_mode not in ("kernel", "host", "app"):
             raise ConfigError("--audit-mode must be kernel, host or app")

@@ -29,11 +29,17 @@ def register(root: typer.Typer, groups: CommandGroups) -> None:
         (kernel|host|app, default app) picks who owns the kernel audit rules.
         """
         from entrypoint.audit.auditctl import Auditctl
+        from entrypoint.run.access import SUPERVISOR_UMASK
         from entrypoint.run.lifecycle import Lifecycle, RunSettings
+        from entrypoint.run.nodump import forbid_core_dumps
         from entrypoint.vault.client import VaultClient
         from entrypoint.vault.settings import VaultSettings
         from entrypoint.workspace.gocryptfs import Gocryptfs
 
+        # SECURITY: everything the supervisor creates (registry, manifests, run dirs, logs) is
+        # owner-only unless a mode is asked for; the training child inherits it.
+        os.umask(SUPERVISOR_UMASK)
+        forbid_core_dumps()  # no core file may hold the token, the passphrase or an image
         env = dict(os.environ)
         vault_settings = VaultSettings.from_env(env)
         # The kernel audit rules watch every Vault credential file this run reads.

@@ -54,6 +54,8 @@ class ProcessFacts:
     drop_configured: bool  # the training child drops to drop_uid/drop_gid
     drop_uid: int | None
     drop_gid: int | None
+    core_limit: int  # soft RLIMIT_CORE of this process in bytes, -1 for unlimited
+    swap_on: bool  # /proc/swaps lists an active swap area (memory may reach a disk)
 
 
 @dataclass(frozen=True)

@@ -33,15 +33,17 @@ from entrypoint.errors import (
     SecureTrainerError,
     TrainingError,
 )
+from entrypoint.run.access import restrict_registry
 from entrypoint.run.marker import clear_run_marker, write_run_marker
+from entrypoint.run.outputs import RunOutputs
 from entrypoint.run.recovery import StaleRun, recover_stale_run, wipe_stale_tmp
 from entrypoint.run.seal import Governance, register_sealed_run, retention_from_env
 from entrypoint.run.signals import deferred_signals
-from entrypoint.run.trainer_child import run_trainer, usable_by
+from entrypoint.run.trainer_child import TrainerSpawner, run_trainer, usable_by
 from entrypoint.run.wipe import default_targets, wipe
 from entrypoint.vault.client import VaultClient
 from entrypoint.workspace.gocryptfs import Gocryptfs, Workspace
-from entrypoint.workspace.grants import grant_group_read
+from entrypoint.workspace.grants import grant_group_read, revoke_group_read
 from entrypoint.workspace.keys import KeyManager
 
 AUDIT_LOG = "app.jsonl"  # coupling: registry_cmd AUDIT_LOG_RELPATH = audit/app.jsonl
@@ -138,8 +140,10 @@ class Lifecycle:
     """One secure run; side-effecting clients are passed in."""
 
     def __init__(self, settings: RunSettings, *, vault: VaultClient, gocryptfs: Gocryptfs,
-                 auditctl: Auditctl, echo: Callable[[str], None]) -> None:
+                 auditctl: Auditctl, echo: Callable[[str], None],
+                 trainer: TrainerSpawner = run_trainer) -> None:
         self._s = settings
+        self._trainer = trainer  # the training child's launcher (tests inject a hostile one)
         self._vault = vault
         self._fs = gocryptfs
         self._echo = echo
@@ -230,6 +234,7 @@ class Lifecycle:
             self._log = AppAuditLog(self._ws.audit_dir / AUDIT_LOG, audit_key)
             self._journal.merge_into(self._log)  # this run's and earlier runs' pre-mount events
             self._audit("workspace_mounted")
+            self._restrict_workspace("start")
             if self._stale is not None:
                 report = wipe_stale_tmp(self._ws, self._stale)
                 if report is not None:
@@ -245,19 +250,27 @@ class Lifecycle:
             with deferred_signals():
                 self._teardown(owns_marker)
 
+    def _restrict_workspace(self, when: str) -> None:
+        """Least access: take back every grant to the training group (at the start too, as a
+        SIGKILLed run never reached its teardown) and keep the registry owner-only."""
+        s = self._s
+        revoked = revoke_group_read(s.mountpoint, s.train_ids[1]) if s.train_ids else 0
+        narrowed = restrict_registry(s.mountpoint)
+        if revoked or narrowed:
+            self._audit("access_revoked", when=when, grants=revoked, registry=narrowed)
+
     def _train_and_seal(self) -> Path:
         from secure_trainer.kohya.config import parse_train_args
 
         s = self._s
-        run_dir = self._ws.runs_dir / self.run_id
         tmp = self._ws.tmp_dir / self.run_id
         args = list(s.train_args)
         if not _has_flag(s.train_args, "--output_dir"):
-            args += ["--output_dir", f"runs/{self.run_id}"]
-        for d in (run_dir, tmp):
-            d.mkdir(parents=True, exist_ok=True)
-            if s.train_ids:
-                os.chown(d, *s.train_ids)
+            # coupling: entrypoint/run/outputs.py RunOutputs.out_arg
+            args += ["--output_dir", f"runs/{self.run_id}/out"]
+        tmp.mkdir(parents=True, exist_ok=True)
+        if s.train_ids:
+            os.chown(tmp, *s.train_ids)
         cwd = os.getcwd()
         os.chdir(s.mountpoint)  # relative trainer paths resolve inside the workspace
         try:
@@ -265,35 +278,56 @@ class Lifecycle:
             self._preflight("post-mount", settings)
         finally:
             os.chdir(cwd)  # never hold the mount busy past this point
+        if _has_flag(s.train_args, "--output_dir"):
+            raise ConfigError("`run` writes the LoRA into runs/<run-id>/out of the workspace; "
+                              "drop --output_dir")
+        outputs = RunOutputs.create(s.mountpoint, self.run_id, s.train_ids)
+        try:
+            return self._train_into(outputs, settings, args, tmp)
+        finally:
+            outputs.close()  # an open fd would keep the mount busy at teardown
+
+    def _train_into(self, outputs: RunOutputs, settings: object, args: list[str],
+                    tmp: Path) -> Path:
+        s = self._s
         if s.train_ids:
             def here(p: Path) -> Path:
                 return p if p.is_absolute() else s.mountpoint / p
 
-            subsets = [here(sub.image_dir) for ds in settings.datasets for sub in ds.subsets]
-            grant_group_read([here(settings.pretrained_model_name_or_path), *subsets],
+            subsets = [here(sub.image_dir) for ds in settings.datasets for sub in ds.subsets]  # type: ignore[attr-defined]
+            grant_group_read([here(settings.pretrained_model_name_or_path), *subsets],  # type: ignore[attr-defined]
                              root=s.mountpoint, gid=s.train_ids[1],
                              listable={p.parent for p in subsets})
         self._phase("train")
         self._audit("train_start", uid=s.train_ids[0] if s.train_ids else os.geteuid())
         started = time.time()
-        code = self._spawn_trainer(args, tmp)
+        code = self._spawn_trainer(args, tmp, settings)
         self._audit("train_end", exit_code=code, seconds=round(time.time() - started, 1))
         if code:
             raise _CHILD_ERRORS.get(code, TrainingError)(f"training failed (trainer exit {code})")
-        lora = run_dir / f"{settings.output_name}.safetensors"
-        if not lora.is_file():
-            raise TrainingError("training finished but wrote no LoRA")
+        # SECURITY: out/ becomes root's and read-only; a LoRA that is a link fails here.
+        lora = outputs.take_back(settings.output_name)  # type: ignore[attr-defined]
         self._phase("seal")
-        self._seal(settings, lora, args, started)
+        self._seal(settings, lora, args, started, outputs)
         return lora
 
-    def _spawn_trainer(self, args: list[str], tmp: Path) -> int:
-        s = self._s
-        return run_trainer(args, cwd=s.mountpoint, tmp=tmp, ids=s.train_ids,
-                           extra_env=s.extra_env, redact=[str(s.mountpoint), str(s.cipher_dir)],
-                           echo=self._echo)
+    def _spawn_trainer(self, args: list[str], tmp: Path, settings: object) -> int:
+        from entrypoint.redact import Redactor
+        from entrypoint.run.run_names import dataset_names
 
-    def _seal(self, settings: object, lora: Path, args: list[str], started: float) -> None:
+        s = self._s
+        # SECURITY: whatever launches the trainer, its output passes a redactor that knows the
+        # run's dataset folder names and file stems (and the workspace and cipher paths).
+        redactor = Redactor([str(s.mountpoint), str(s.cipher_dir)])
+        for name in dataset_names([sub.image_dir for ds in settings.datasets  # type: ignore[attr-defined]
+                                   for sub in ds.subsets], s.mountpoint):
+            redactor.register_name(name)
+        return self._trainer(args, cwd=s.mountpoint, tmp=tmp, ids=s.train_ids,
+                             extra_env=s.extra_env, redact=[str(s.mountpoint), str(s.cipher_dir)],
+                             echo=lambda line: self._echo(redactor.scrub(line)))
+
+    def _seal(self, settings: object, lora: Path, args: list[str], started: float,
+              outputs: RunOutputs) -> None:
         from secure_trainer.registry import file_sha256
 
         root = self._s.mountpoint
@@ -301,7 +335,7 @@ class Lifecycle:
                             for p in (root / sub.image_dir).iterdir()
                             if p.is_file() and p.suffix.lower() in _IMAGE_SUFFIXES)
         hashes = sorted({file_sha256(p) for p in data_files})
-        lora_sha = _sha256(lora)
+        lora_sha = outputs.sha256(lora.name)  # dir fd + O_NOFOLLOW, never a path walk
         dp = self._dp_record(settings, lora)
         s = self._s
         register_sealed_run(  # every artefact of the run dir, base model, datasets, expiry
@@ -321,7 +355,7 @@ class Lifecycle:
             json.dumps(args).encode()).hexdigest(), "dataset_sha256": hashes,
             "lora_sha256": lora_sha, "started": round(started, 1), "sealed": round(time.time(), 1),
             "audit_seq": seq, "dp": dp}
-        (lora.parent / "manifest.json").write_text(json.dumps(manifest, indent=2))
+        outputs.write_manifest(json.dumps(manifest, indent=2).encode())  # O_EXCL|O_NOFOLLOW
 
     @staticmethod
     def _dp_record(settings: object, lora: Path) -> dict[str, object] | None:
@@ -379,6 +413,7 @@ class Lifecycle:
         if owns_marker:
             attempt(wipe_scratch)
         if self._mounted:
+            attempt(lambda: self._restrict_workspace("teardown"))
             # The head after the last record goes to Vault (strict: required) before unmount.
             attempt(lambda: anchor_run(self._log, self._vault, self._s.policy, self._echo))
             attempt(self._ws.close)

@@ -1,7 +1,10 @@
 """The training child of `run`: minimal env, privilege drop, parent-death signal, redacted output.
 
-`run_trainer(...)` starts `python -m entrypoint.cli train ...` inside the workspace and streams
-its redacted output; `child_preexec(ids)` is the fork-side setup (drop, then PR_SET_PDEATHSIG).
+`run_trainer(...)` starts `python -I -m entrypoint.cli train ...` inside the workspace and streams
+its redacted output; `child_preexec(ids)` is the fork-side setup (drop, then PR_SET_PDEATHSIG),
+prepared before the fork so the child makes system calls only (no dlopen while threads run).
+`-I` keeps the workspace (the cwd, which the trainer can write) and PYTHON* variables off
+`sys.path`, so a planted `entrypoint/` or `torch/` folder there is never imported.
 SECURITY: the child gets no VAULT_* or ST_* variable, all caches point into the workspace's
 `tmp/<run-id>`, and it is SIGKILLed by the kernel when `run` dies (even by SIGKILL), so no
 orphan trainer keeps writing into the workspace.
@@ -16,19 +19,35 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 from entrypoint.errors import ConfigError
 from entrypoint.redact import Redactor
-from entrypoint.run.privileges import drop_privileges
+from entrypoint.run.privileges import PreparedDrop
 from entrypoint.run.signals import deferred_signals
 
-__all__ = ["CACHE_VARS", "child_preexec", "run_trainer", "trainer_env", "usable_by"]
+__all__ = ["CACHE_VARS", "TrainerSpawner", "child_preexec", "run_trainer", "trainer_argv",
+           "trainer_env", "usable_by"]
 
 # coupling: entrypoint/run/wipe.py CACHE_ENV_VARS (what a wipe looks for).
 CACHE_VARS = ("TMPDIR", "HF_HOME", "TORCH_HOME", "XDG_CACHE_HOME", "TRITON_CACHE_DIR",
               "PIP_CACHE_DIR", "CUDA_CACHE_PATH", "MPLCONFIGDIR", "TORCHINDUCTOR_CACHE_DIR")
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 _TERM_GRACE_S = 30.0
+
+
+class TrainerSpawner(Protocol):
+    """Starts the training child and returns its exit code (`run_trainer` in production).
+
+    The lifecycle takes one as a constructor dependency, so a test can run a hostile trainer
+    inside a real run without any switch in production code.
+    """
+
+    def __call__(self, args: list[str], *, cwd: Path, tmp: Path, ids: tuple[int, int] | None,
+                 extra_env: dict[str, str], redact: list[str],
+                 echo: Callable[[str], None]) -> int:
+        """Run the trainer with `args` in `cwd` as `ids`; echo redacted output; exit code."""
+        ...
 
 
 def usable_by(path: Path, uid: int) -> bool:
@@ -38,6 +57,12 @@ def usable_by(path: Path, uid: int) -> bool:
         if st.st_uid != uid and not st.st_mode & 0o001:
             return False
     return True
+
+
+def trainer_argv(args: list[str]) -> list[str]:
+    """The child's argv: this interpreter, isolated (`-I`: no cwd, PYTHON* env or user site on
+    sys.path), running `entrypoint.cli train ARGS`."""
+    return [sys.executable, "-I", "-m", "entrypoint.cli", "train", *args]
 
 
 def trainer_env(tmp: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -62,12 +87,13 @@ def child_preexec(ids: tuple[int, int] | None) -> Callable[[], None]:
     """
     parent = os.getpid()
     libc = ctypes.CDLL(None, use_errno=True)  # loaded here: the forked child should not dlopen
+    drop = PreparedDrop(*ids) if ids is not None else None
+    sig, zero = ctypes.c_ulong(signal.SIGKILL), ctypes.c_ulong(0)
 
     def _setup() -> None:
-        if ids is not None:
-            drop_privileges(*ids)
-        if libc.prctl(_PR_SET_PDEATHSIG, ctypes.c_ulong(signal.SIGKILL), ctypes.c_ulong(0),
-                      ctypes.c_ulong(0), ctypes.c_ulong(0)) != 0:
+        if drop is not None:
+            drop.apply()
+        if libc.prctl(_PR_SET_PDEATHSIG, sig, zero, zero, zero) != 0:
             raise OSError(ctypes.get_errno(), "could not set the parent-death signal")
         if os.getppid() != parent:
             raise OSError(3, "the parent died before the trainer started")
@@ -95,7 +121,7 @@ def run_trainer(args: list[str], *, cwd: Path, tmp: Path, ids: tuple[int, int] |
     try:
         with deferred_signals():  # a signal between fork and assignment must not lose the pid
             proc = subprocess.Popen(
-                [sys.executable, "-m", "entrypoint.cli", "train", *args], cwd=cwd,
+                trainer_argv(args), cwd=cwd,
                 env=trainer_env(tmp, extra_env), stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                 # The hook only calls prctl/set*id (no locks taken in Python code); the Vault

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from entrypoint.workspace.grants import grant_group_read
+from entrypoint.workspace.grants import grant_group_read, revoke_group_read
 
 pytestmark = [pytest.mark.integration, pytest.mark.root]
 UID = GID = 10001
@@ -87,3 +87,56 @@ def test_trainer_reads_granted_inputs_and_nothing_else(root: Path) -> None:
         assert (outside / "f").stat().st_gid != GID
     finally:
         shutil.rmtree(outside)
+
+
+def test_revoke_takes_every_grant_back_and_keeps_the_root_mode(root: Path) -> None:
+    """Grants to A, then B; revoke; then A again: B stays closed (grants never accumulate)."""
+    a = root / "datasets" / "a" / "10_x"
+    b = root / "datasets" / "b" / "10_x"
+    for d in (a, b):
+        d.mkdir(parents=True)
+        (d / "img.png").write_bytes(b"img")
+    _owner_only(root / "datasets")
+    for grant in (a, b):
+        grant_group_read([grant], root=root, gid=GID, listable=[grant.parent])
+        assert _readable_by_trainer(grant / "img.png")
+        assert revoke_group_read(root, GID) >= 3
+        assert not _readable_by_trainer(grant / "img.png")
+    grant_group_read([a], root=root, gid=GID, listable=[a.parent])
+    assert _readable_by_trainer(a / "img.png") and not _readable_by_trainer(b / "img.png")
+    revoke_group_read(root, GID)
+    assert [p for p in (root / "datasets").rglob("*") if p.lstat().st_gid == GID] == []
+    assert stat.S_IMODE(root.stat().st_mode) == 0o711
+
+
+@pytest.mark.parametrize("rel", [".", "audit", "runs", "runs/r1", ".secure-trainer",
+                                 "registry.sqlite", "datasets", "models"])
+def test_grants_refuse_anything_but_models_and_datasets_contents(root: Path, rel: str) -> None:
+    """A subset `image_dir = "."` (or audit/, runs/, the key dir, a whole top folder) is refused."""
+    from entrypoint.errors import ConfigError
+
+    for d in ("audit", "runs/r1", ".secure-trainer", "datasets", "models"):
+        (root / d).mkdir(parents=True, exist_ok=True)
+    (root / "registry.sqlite").write_bytes(b"db")
+    with pytest.raises(ConfigError):
+        grant_group_read([root / rel], root=root, gid=GID)
+    if (root / rel).is_dir():  # a listing is only ever granted on a directory
+        with pytest.raises(ConfigError):
+            grant_group_read([], root=root, gid=GID, listable=[root / rel])
+    assert stat.S_IMODE(root.stat().st_mode) == 0o711
+    assert [p for p in root.rglob("*") if p.lstat().st_gid == GID] == []
+
+
+def test_a_symlink_in_a_dataset_is_not_followed(root: Path) -> None:
+    """A link inside a granted dataset pointing at the registry grants nothing on its target."""
+    data = root / "datasets" / "a" / "10_x"
+    data.mkdir(parents=True)
+    (data / "img.png").write_bytes(b"img")
+    (root / "registry.sqlite").write_bytes(b"db")
+    (root / "registry.sqlite").chmod(0o600)
+    (data / "evil.png").symlink_to(root / "registry.sqlite")
+    _owner_only(root / "datasets")
+    grant_group_read([data], root=root, gid=GID)
+    st = (root / "registry.sqlite").stat()
+    assert st.st_gid != GID and stat.S_IMODE(st.st_mode) == 0o600
+    assert not _readable_by_trainer(data / "evil.png")

@@ -7,6 +7,7 @@ or environment.
 from __future__ import annotations
 
 import os
+import resource
 from pathlib import Path
 
 from entrypoint.policy.context import PolicyContext
@@ -74,4 +75,19 @@ def gather(ctx: PolicyContext) -> ProcessFacts:
         drop_configured=drop is not None,
         drop_uid=drop[0] if drop else None,
         drop_gid=drop[1] if drop else None,
+        core_limit=_core_limit(),
+        swap_on=_swap_on(),
     )
+
+
+def _core_limit() -> int:
+    soft, _hard = resource.getrlimit(resource.RLIMIT_CORE)
+    return -1 if soft == resource.RLIM_INFINITY else int(soft)
+
+
+def _swap_on(swaps: Path = Path("/proc/swaps")) -> bool:
+    try:
+        lines = swaps.read_text().splitlines()
+    except OSError:
+        return False  # no /proc/swaps: a kernel without swap support
+    return len(lines) > 1  # the first line is the header

@@ -35,7 +35,7 @@ GOOD = Facts(
     process=ProcessFacts(uid=0, euid=0, gid=0, groups=(), cap_effective=("CAP_SYS_ADMIN",),
                          cap_bounding=("CAP_SYS_ADMIN", "CAP_AUDIT_CONTROL"), no_new_privs=True,
                          seccomp="filter", is_pid1=True, in_container=True, drop_configured=True,
-                         drop_uid=10001, drop_gid=10001),
+                         drop_uid=10001, drop_gid=10001, core_limit=0, swap_on=False),
     fs=FsFacts(root_readonly=True, tmp_fstype="tmpfs", tmp_tmpfs=True, tmp_noexec=True,
                workspace_configured=True, workspace_mounted=True,
                workspace_fstype="fuse.gocryptfs", workspace_options=("rw", "nosuid", "nodev"),
@@ -82,6 +82,7 @@ def test_strict_allows_a_hardened_run() -> None:
      "process.non_root"),
     ("process", {"drop_uid": 0}, "process.non_root"),
     ("fs", {"tmp_tmpfs": False, "tmp_fstype": "ext4"}, "fs.tmp_tmpfs"),
+
     ("fs", {"workspace_backend": "plain", "workspace_fstype": "ext4"}, "fs.workspace_gocryptfs"),
     ("network", {"interfaces": ("eth0",)}, "network.no_interfaces"),
     ("network", {"canary_configured": True, "canary_reachable": True}, "network.canary_blocked"),
@@ -277,3 +278,17 @@ def test_preflight_post_mount_sees_the_dataset(tmp_path: Path) -> None:
     assert decision.phase == "post-mount"
     assert next(r for r in decision.results if r.id == "model.safetensors_only").result == "pass"
     assert next(r for r in decision.results if r.id == "process.non_root").result == "skipped"
+
+
+@pytest.mark.parametrize(("change", "rule_id"), [
+    ({"core_limit": -1}, "process.no_core_dumps"),
+    ({"core_limit": 4096}, "process.no_core_dumps"),
+    ({"swap_on": True}, "process.no_swap"),
+])
+def test_core_dumps_and_swap_warn_under_strict(change: dict[str, object], rule_id: str) -> None:
+    """Core dumps allowed or swap on: a warning (not a deny) naming the fix."""
+    facts = replace(GOOD, process=replace(GOOD.process, **change))
+    decision = evaluate(load_profile("strict"), facts, phase="all")
+    assert decision.verdict == "warn" and [r.id for r in decision.warnings] == [rule_id]
+    assert "--ulimit core=0" in decision.warnings[0].reason or "--memory-swap" in \
+        decision.warnings[0].reason

@@ -20,10 +20,11 @@ def test_write_read_clear(tmp_path: Path) -> None:
     written = write_run_marker(state, "run-1", Path("/mnt/ws"))
     assert (state.stat().st_mode & 0o777) == 0o700
     assert ((state / "run.marker").stat().st_mode & 0o777) == 0o600
-    assert set(json.loads((state / "run.marker").read_text())) == {"run_id", "pid", "mountpoint",
-                                                                    "started"}
+    assert set(json.loads((state / "run.marker").read_text())) == {
+        "run_id", "pid", "mountpoint", "started", "boot_id", "process_start"}
     marker = read_run_marker(state)
-    assert marker == written and marker.pid == os.getpid() and marker.process_alive()
+    assert marker == written and marker.pid == os.getpid()
+    assert not marker.process_alive()  # our own pid: the writer is gone (we are the next start)
     clear_run_marker(state)
     clear_run_marker(state)
     assert read_run_marker(state) is None and list(state.iterdir()) == []
@@ -39,3 +40,26 @@ def test_dead_pid_is_stale_and_corrupt_marker_raises(tmp_path: Path) -> None:
     with pytest.raises(WorkspaceError) as err:
         read_run_marker(tmp_path)
     assert err.value.exit_code == 5 and str(tmp_path) not in err.value.message
+
+
+def test_live_writer_is_alive_and_identity_mismatch_is_stale(tmp_path: Path) -> None:
+    """A live writer's marker holds the start; our own pid, another boot or another process
+    start time under the same pid makes it stale (a persisted state dir after `docker kill`)."""
+    from dataclasses import replace
+
+    from entrypoint.run.marker import boot_id, process_start
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        marker = write_run_marker(tmp_path, "run-3", Path("/mnt/ws"), pid=child.pid)
+        assert marker.boot_id == boot_id() and marker.process_start == process_start(child.pid)
+        assert read_run_marker(tmp_path) == marker and marker.process_alive()
+        assert not replace(marker, boot_id="another-boot").process_alive()
+        assert not replace(marker, process_start=marker.process_start + 1).process_alive()
+        assert not replace(marker, pid=os.getpid()).process_alive()
+        legacy = replace(marker, boot_id=None, process_start=None)
+        assert legacy.process_alive()  # an older marker: the pid check alone still holds
+    finally:
+        child.kill()
+        child.wait()
+    assert not marker.process_alive()
