@@ -1,7 +1,8 @@
 """`secure-trainer data import-text SRC.jsonl`: a text corpus enters the workspace sanitized.
 
 Alpaca or chat JSONL is parsed, PII-scanned (redact, reject or report), deduplicated and
-written to `datasets/<name>/train.jsonl` in the mounted workspace (`--workspace` or
+written to `datasets/<name>/train.jsonl` (with the counts in `import-report.json`) in the
+mounted workspace (`--workspace` or
 ST_MOUNTPOINT; a plaintext destination only with `--unsafe-plaintext-dest`). Output is counts
 by reason only. Must never print a record, a subject id, a file name or a path.
 """
@@ -9,6 +10,7 @@ by reason only. Must never print a record, a subject id, a file name or a path.
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -21,6 +23,8 @@ if TYPE_CHECKING:
     from entrypoint.commands.groups import CommandGroups
 
 TRAIN_FILE = "train.jsonl"
+# coupling: the counts `run`'s policy facts can read for a text dataset (no values in it).
+REPORT_FILE = "import-report.json"
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
 
 
@@ -82,12 +86,16 @@ def import_text(
         raise ConfigError("--name may hold letters, digits, '.', '_' and '-' (max 64)")
     records, report = sanitize_lines(lines, mode=mode, deny_list=_deny_terms(deny or [], deny_list),
                                      subject_field=subject_field)
+    summary = {"dataset": name, "pii_mode": mode.value, **report.summary()}
     if records:
         try:
-            atomic_write(ws / DATASETS_DIR / name / TRAIN_FILE, to_jsonl(records))
+            folder = ws / DATASETS_DIR / name
+            atomic_write(folder / TRAIN_FILE, to_jsonl(records))
+            atomic_write(folder / REPORT_FILE,
+                         (json.dumps(summary, indent=2, sort_keys=True) + "\n").encode())
         except OSError:
             raise DataRejected("could not write the dataset into the workspace") from None
-    _print_report({"dataset": name, **report.summary()}, as_json)
+    _print_report(summary, as_json)
     rejected = sum(report.rejected.values())
     if not records:
         raise DataRejected(f"no record could be imported ({rejected} rejected; see counts above)")

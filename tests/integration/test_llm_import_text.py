@@ -34,6 +34,8 @@ def test_import_text_writes_sanitized_jsonl(tmp_path: Path,
     assert "@example.org" not in text and "GB82" not in text and "<EMAIL>" in text
     assert "example.org" not in captured.out + captured.err
     assert str(tmp_path) not in captured.out + captured.err
+    saved = json.loads((out.parent / "import-report.json").read_text())
+    assert saved == {**counts, "pii_mode": "redact"}
     records = read_jsonl(out)
     assert len(records) == counts["records_kept"] and records[0].subject == "subj-000"
 
