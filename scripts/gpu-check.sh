@@ -32,7 +32,8 @@ if [[ "${1:-}" == --fetch-wheels ]]; then
     pins+=("$pin")
   done
   mkdir -p .whl
-  python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
+  # GPU_CHECK_PYVER: the target machine's Python (3.12 on the lent H200).
+  python3 -m pip download -q --no-deps --only-binary=:all: --python-version "${GPU_CHECK_PYVER:-3.12}" \
     --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 \
     --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl "${pins[@]}"
   echo "gpu-check: $(ls .whl | wc -l) wheels, $(du -sh .whl | cut -f1) in .whl/ (carry it)" >&2
