@@ -66,6 +66,8 @@ def _events(raw: Iterable[Mapping[str, Any]], parse: Parser) -> list[tuple[str, 
         for kind in _KIND_ORDER:
             if kind in event:
                 text = str(event[kind])
+                if kind == "limit" and text == "*":
+                    continue  # OSV's "no upper limit"
                 out.append((kind, text, None if text == "0" else parse(text)))
     lowest: list[tuple[str, str, Any]] = [e for e in out if e[2] is None]
     rest = sorted((e for e in out if e[2] is not None), key=_SortKey.of)

@@ -56,6 +56,8 @@ def test_last_affected_and_limit(tmp_path: Path) -> None:
     limit = [ecosystem_range(("introduced", "0"), ("limit", "3.0"))]
     assert _verdict(tmp_path / "c", "PyPI", "a", "2.9", limit).affected
     assert not _verdict(tmp_path / "d", "PyPI", "a", "3.0", limit).affected
+    unlimited = [ecosystem_range(("introduced", "1.0"), ("limit", "*"))]
+    assert _verdict(tmp_path / "e", "PyPI", "a", "99.0", unlimited) == Verdict(True, None)
 
 
 def test_semver_ranges_use_pep440_and_git_ranges_are_ignored(tmp_path: Path) -> None:
