@@ -23,8 +23,10 @@ Keys (YAML or flags; LLaMA-Factory names): model_name_or_path, dataset, dataset_
 output_dir, template (auto|chat|alpaca), cutoff_len, max_samples, finetuning_type (lora),
 lora_rank, lora_alpha, lora_dropout, lora_target (all | a,b,c), learning_rate,
 num_train_epochs, max_steps, per_device_train_batch_size, gradient_accumulation_steps,
-lr_scheduler_type, warmup_ratio, weight_decay, max_grad_norm, bf16, gradient_checkpointing,
-seed, subject_field.
+lr_scheduler_type, warmup_ratio, warmup_steps, weight_decay, max_grad_norm, optim (adamw_torch),
+bf16, gradient_checkpointing, seed, subject_field, save_steps, resume_from_checkpoint,
+overwrite_output_dir. Speed/logging-only LLaMA-Factory keys (preprocessing_num_workers,
+plot_loss, ...) are ignored with a warning; trust_remote_code is never honoured.
 Differential privacy: dp, target_epsilon | noise_multiplier, delta, dp_unit (subject|record),
 accountant (rdp|prv), max_grad_norm (the per-unit clip).
 Memorization audit: canaries K (then `secure-trainer audit canary`).
@@ -57,7 +59,7 @@ def run_train_llm(args: list[str], *, log_level: str, quiet: bool, progress_ever
     from secure_trainer.train.progress import RunSummary, format_summary, make_progress
 
     config_file, flags = split_args(args)
-    config = load_config(config_file, flags)
+    config = load_config(config_file, flags, warn=logger.warning)
     progress = make_progress(sys.stderr, quiet=quiet, every=progress_every)
     result = train_llm(config, progress=progress, warn=logger.warning)
     print(format_summary(RunSummary(

@@ -10,7 +10,7 @@ in an error message (values may be paths).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
@@ -30,6 +30,15 @@ UNSUPPORTED_KEYS = frozenset({
     "hub_model_id", "val_size", "eval_dataset", "predict_with_generate", "mask_history",
     "train_on_prompt", "streaming", "tokenized_path", "flash_attn", "rope_scaling",
 })
+# Keys of stock LLaMA-Factory / TrainingArguments configs that only tune speed, logging or
+# evaluation we do not run: ignored with one warning naming the key, so such configs run.
+IGNORED_KEYS = frozenset({
+    "preprocessing_num_workers", "dataloader_num_workers", "dataloader_pin_memory",
+    "overwrite_cache", "plot_loss", "ddp_timeout", "save_only_model", "save_total_limit",
+    "include_num_input_tokens_seen", "disable_tqdm", "logging_dir", "eval_strategy",
+    "eval_steps", "per_device_eval_batch_size", "trust_remote_code",
+})
+Warn = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -77,7 +86,9 @@ class LlmTrainConfig:
     resume_from_checkpoint: Path | None = None
     """A checkpoint-<step> folder of an earlier run of the same config (continues it)."""
     report_to: str = "none"
-    trust_remote_code: bool = False
+    warmup_steps: int = 0
+    """> 0 overrides warmup_ratio (as in TrainingArguments)."""
+    optim: str = "adamw_torch"
     subject_field: str = "subject"
     dp: bool = False
     target_epsilon: float | None = None
@@ -97,8 +108,8 @@ class LlmTrainConfig:
                  "use auto, chat (the model's own chat template) or alpaca")
         _require(self.report_to in ("none", ""), "report_to",
                  "must be none (no experiment tracker may receive training data)")
-        _require(not self.trust_remote_code, "trust_remote_code",
-                 "must be false (model code from a folder would run unreviewed)")
+        _require(self.optim in ("adamw_torch", "adamw"), "optim", "only adamw_torch is supported")
+        _require(self.warmup_steps >= 0, "warmup_steps", "must be 0 or more")
         for key in ("cutoff_len", "lora_rank", "per_device_train_batch_size",
                     "gradient_accumulation_steps", "logging_steps"):
             _require(getattr(self, key) >= 1, key, "must be at least 1")
@@ -198,18 +209,26 @@ _FIELDS: Mapping[str, str] = {f.name: str(f.type) for f in fields(LlmTrainConfig
 def check_keys(keys: Sequence[str]) -> None:
     """Raise ConfigError for the first key no field has (or that we refuse by design)."""
     for key in keys:
+        if key in IGNORED_KEYS:
+            continue
         if key in UNSUPPORTED_KEYS:
             raise ConfigError(f"option '{key}' is not supported by train-llm")
         if key not in _FIELDS:
             raise ConfigError(f"unknown option '{key}' in the train-llm config")
 
 
-def build_config(raw: Mapping[str, object]) -> LlmTrainConfig:
+def build_config(raw: Mapping[str, object], warn: Warn | None = None) -> LlmTrainConfig:
     """Typed settings from one merged mapping of keys to raw values.
 
     Raises ConfigError for unknown/unsupported keys, wrong types, missing required keys
     (model_name_or_path, dataset, output_dir) and the rules of `LlmTrainConfig`.
     """
+    ignored = sorted(k for k in raw if k in IGNORED_KEYS)
+    if ignored and warn is not None:
+        # SECURITY: trust_remote_code is among them: model code from a folder is never run.
+        warn(f"ignoring option(s) {', '.join(ignored)} (they do not change what is trained; "
+             "trust_remote_code is never honoured)")
+    raw = {k: v for k, v in raw.items() if k not in IGNORED_KEYS}
     check_keys(list(raw))
     values = {k: _convert(k, _FIELDS[k], v) for k, v in raw.items()}
     for required in ("model_name_or_path", "dataset", "output_dir"):
@@ -252,7 +271,7 @@ def parse_flags(args: Sequence[str]) -> dict[str, object]:
             out[key] = value
             i += 1
             continue
-        bare_ok = _FIELDS[key] == "bool"
+        bare_ok = key in IGNORED_KEYS or _FIELDS[key] == "bool"
         nxt = args[i + 1] if i + 1 < len(args) else None
         if nxt is None or nxt.startswith("--"):
             if not bare_ok:
@@ -265,8 +284,10 @@ def parse_flags(args: Sequence[str]) -> dict[str, object]:
     return out
 
 
-def load_config(config_file: Path | None, flags: Sequence[str]) -> LlmTrainConfig:
-    """YAML (optional) overridden by flags → validated settings. Raises ConfigError."""
+def load_config(config_file: Path | None, flags: Sequence[str],
+                warn: Warn | None = None) -> LlmTrainConfig:
+    """YAML (optional) overridden by flags → validated settings; ignored keys are warned
+    through `warn`. Raises ConfigError."""
     merged: dict[str, object] = load_yaml(config_file) if config_file is not None else {}
     merged.update(parse_flags(flags))
-    return build_config(merged)
+    return build_config(merged, warn)

@@ -72,8 +72,8 @@ def _steps_per_epoch(config: LlmTrainConfig, examples: int, units: int) -> int:
 def _scheduler(config: LlmTrainConfig, optimizer: torch.optim.Optimizer, total: int) -> Any:
     from transformers import get_scheduler
 
-    return get_scheduler(config.lr_scheduler_type, optimizer,
-                         num_warmup_steps=math.ceil(config.warmup_ratio * total),
+    warmup = config.warmup_steps or math.ceil(config.warmup_ratio * total)
+    return get_scheduler(config.lr_scheduler_type, optimizer, num_warmup_steps=warmup,
                          num_training_steps=total)
 
 
@@ -118,7 +118,9 @@ def train_llm(config: LlmTrainConfig, *, progress: ProgressSink, warn: Warn,
     units = group_units(subjects, config.dp_unit if config.dp else "record")
     model = add_lora(lm.model, config)
     if config.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        # Non-reentrant: works with frozen inputs (LoRA) without enable_input_require_grads.
+        model.base_model.model.activation_checkpointing_enable(
+            activation_checkpointing_kwargs={"use_reentrant": False})
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate,

@@ -65,7 +65,7 @@ def test_flags_override_yaml(tmp_path: Path) -> None:
     ({"packing": True}, "packing"),
     ({"lora_rank": "four"}, "lora_rank"),
     ({"finetuning_type": "full"}, "finetuning_type"),
-    ({"trust_remote_code": True}, "trust_remote_code"),
+    ({"optim": "adafactor"}, "optim"),
     ({"report_to": "wandb"}, "report_to"),
     ({"template": "llama3"}, "template"),
     ({"dp": True}, "target_epsilon"),
@@ -105,3 +105,18 @@ def test_dp_settings() -> None:
     assert cfg.delta == 1e-5 and cfg.max_grad_norm == 0.5
     with pytest.raises(ConfigError, match="'dp_unit'"):
         build_config({**BASE, "dp_unit": "person"})
+
+
+def test_stock_llama_factory_keys_are_ignored_with_one_warning(tmp_path: Path) -> None:
+    warnings: list[str] = []
+    path = _yaml(tmp_path, "model_name_or_path: /m\ndataset: d.jsonl\noutput_dir: /o\n"
+                           "trust_remote_code: true\npreprocessing_num_workers: 16\n"
+                           "plot_loss: true\nddp_timeout: 180000000\nwarmup_steps: 3\n"
+                           "optim: adamw_torch\n")
+    cfg = load_config(path, ["--overwrite_cache", "--dataloader_num_workers", "4"],
+                      warn=warnings.append)
+    assert cfg.warmup_steps == 3 and not hasattr(cfg, "trust_remote_code")
+    assert len(warnings) == 1
+    for key in ("trust_remote_code", "preprocessing_num_workers", "plot_loss", "ddp_timeout",
+                "overwrite_cache", "dataloader_num_workers"):
+        assert key in warnings[0]
