@@ -7,6 +7,10 @@ grad clipping 1.0, batch 1, fp32 on CPU by default. `--device cuda --mixed_preci
 (scripts/gpu_check.py) mirrors our bf16 mode: frozen UNet/text encoder in bf16, VAE and LoRA
 weights in float32, bf16 autocast, SDPA attention. It is what a user would write by hand; the
 bench compares `secure-trainer train` against it.
+`--sdxl` runs Kohya's SDXL low-memory recipe by hand: both text encoders and the VAE encode
+every sample once up front (cached latents and text-encoder outputs), LoRA on the UNet only,
+UNet gradient checkpointing, size/crop `time_ids` and the pooled bigG output as added
+conditioning, latents scaled by 0.13025.
 
 Prints `step k/N loss x` per step on stdout, then one JSON line with its own timings.
 Never writes anything to disk.
@@ -27,7 +31,7 @@ from diffusers.models.attention_processor import AttnProcessor2_0
 from diffusers.utils import logging as diffusers_logging
 from peft import LoraConfig, inject_adapter_in_model
 from PIL import Image
-from transformers import CLIPTextModel, CLIPTokenizer
+from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 from transformers.utils import logging as transformers_logging
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
@@ -84,7 +88,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--mixed_precision", choices=("no", "bf16"), default="no")
+    parser.add_argument("--sdxl", action="store_true", help="SDXL low-memory recipe (see above)")
     args = parser.parse_args()
+    if args.sdxl:
+        sdxl_main(args)
+        return
     device = torch.device(args.device)
     bf16 = args.mixed_precision == "bf16"
     dtype = torch.bfloat16 if bf16 else torch.float32
@@ -150,6 +158,90 @@ def main() -> None:
     print(json.dumps({
         "load_seconds": load_seconds,
         "step_seconds": step_times,
+        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "lora_params": sum(p.numel() for p in params),
+        "peak_vram_bytes": torch.cuda.max_memory_allocated() if device.type == "cuda" else None,
+    }), flush=True)
+
+
+def _quiet() -> None:
+    diffusers_logging.set_verbosity_error()
+    transformers_logging.set_verbosity_error()
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
+
+
+def sdxl_main(args: argparse.Namespace) -> None:
+    """The SDXL recipe: cache latents + text outputs, UNet-only LoRA, gradient checkpointing."""
+    device = torch.device(args.device)
+    bf16 = args.mixed_precision == "bf16"
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    _quiet()
+    torch.manual_seed(args.seed)
+    started = time.perf_counter()
+    common = {"use_safetensors": True, "local_files_only": True}
+    unet = UNet2DConditionModel.from_pretrained(args.model, subfolder="unet", torch_dtype=dtype,
+                                                **common)
+    vae = AutoencoderKL.from_pretrained(args.model, subfolder="vae", torch_dtype=torch.float32,
+                                        **common)
+    te1 = CLIPTextModel.from_pretrained(args.model, subfolder="text_encoder", dtype=dtype,
+                                        attn_implementation="sdpa", **common)
+    te2 = CLIPTextModelWithProjection.from_pretrained(
+        args.model, subfolder="text_encoder_2", dtype=dtype, attn_implementation="sdpa", **common)
+    tok1 = CLIPTokenizer.from_pretrained(args.model, subfolder="tokenizer", local_files_only=True)
+    tok2 = CLIPTokenizer.from_pretrained(args.model, subfolder="tokenizer_2",
+                                         local_files_only=True)
+    unet.set_attn_processor(AttnProcessor2_0())
+    scheduler = DDPMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
+                              beta_schedule="scaled_linear", clip_sample=False)
+    for module in (unet, vae, te1, te2):
+        module.requires_grad_(False)
+        module.to(device)
+    samples = load_samples(args.data, args.resolution)
+    cached = []
+    with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        for image, caption in samples:
+            latents = vae.encode(image.unsqueeze(0).to(device)).latent_dist.sample() * 0.13025
+            ids1 = tok1([caption], padding="max_length", truncation=True, max_length=77,
+                        return_tensors="pt").input_ids.to(device)
+            ids2 = tok2([caption], padding="max_length", truncation=True, max_length=77,
+                        return_tensors="pt").input_ids.to(device)
+            out1 = te1(ids1, output_hidden_states=True)
+            out2 = te2(ids2, output_hidden_states=True)
+            hidden = torch.cat([out1.hidden_states[-2], out2.hidden_states[-2]], dim=-1)
+            cached.append((latents.float(), hidden.to(dtype), out2.text_embeds.to(dtype)))
+    inject_adapter_in_model(LoraConfig(r=args.rank, lora_alpha=args.rank,
+                                       target_modules=lora_targets(unet, {"Transformer2DModel"}),
+                                       init_lora_weights=True), unet)
+    params = [p for p in unet.parameters() if p.requires_grad]
+    for p in params:
+        p.data = p.data.float()
+    unet.enable_gradient_checkpointing()
+    optimizer = torch.optim.AdamW(params, lr=args.lr)
+    size = float(args.resolution)
+    time_ids = torch.tensor([[size, size, 0.0, 0.0, size, size]], device=device, dtype=dtype)
+    order = list(range(len(cached)))
+    random.Random(args.seed).shuffle(order)
+    load_seconds = time.perf_counter() - started
+    step_times = []
+    for step in range(args.steps):
+        t0 = time.perf_counter()
+        latents, hidden, pooled = cached[order[step % len(order)]]
+        noise = torch.randn_like(latents)
+        timesteps = torch.randint(0, 1000, (1,)).to(device)
+        noisy = scheduler.add_noise(latents, noise, timesteps)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            pred = unet(noisy.to(dtype), timesteps, encoder_hidden_states=hidden,
+                        added_cond_kwargs={"text_embeds": pooled, "time_ids": time_ids}).sample
+        loss = torch.nn.functional.mse_loss(pred.float(), noise.float())
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        step_times.append(time.perf_counter() - t0)
+        print(f"step {step + 1}/{args.steps} loss {loss.item():.4f}", flush=True)
+    print(json.dumps({
+        "load_seconds": load_seconds, "step_seconds": step_times,
         "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         "lora_params": sum(p.numel() for p in params),
         "peak_vram_bytes": torch.cuda.max_memory_allocated() if device.type == "cuda" else None,

@@ -1,7 +1,11 @@
 """`make bench`: speed and memory of `secure-trainer train` against a bare diffusers+peft loop.
 
 One invocation runs, as separate subprocesses, on (a) the tiny model at 64 px and (b) an
-SD1.5-sized random model at 256 px (`--full-512` adds 512 px): the bare loop
+SD1.5-sized random model at 256 px (`--full-512` adds 512 px), and with `--sdxl` (c) the tiny
+SDXL model at 64 px and `--sdxl-full` (d) the full-size random SDXL at 512 px, both with Kohya's
+SDXL low-memory recipe (`--network_train_unet_only --cache_latents --cache_text_encoder_outputs
+--gradient_checkpointing`, bf16 base weights) against the bare loop doing the same by hand
+(`bare_loop.py --sdxl`). SD1.5 cases compare: the bare loop
 (scripts/bare_loop.py), ours with default flags, and ours with `--cache_latents`. All runs:
 LoRA rank 16 (alpha 16) on UNet + text encoder, batch 1, fp32, CPU, same images.
 Steady-state s/step is the MEDIAN interval between the arrival times of each run's per-step
@@ -94,11 +98,34 @@ def ours_argv(model: Path, data: Path, out: Path, resolution: int, steps: int,
     return argv + (["--cache_latents"] if cache else [])
 
 
-def bare_argv(model: Path, data: Path, resolution: int, steps: int) -> list[str]:
-    """The baseline loop with the same model, data, rank, LR and steps."""
-    return [sys.executable, str(REPO / "scripts" / "bare_loop.py"), "--model", str(model),
+def bare_argv(model: Path, data: Path, resolution: int, steps: int, *,
+              sdxl: bool = False) -> list[str]:
+    """The baseline loop with the same model, data, rank, LR and steps (SDXL: the recipe)."""
+    argv = [sys.executable, str(REPO / "scripts" / "bare_loop.py"), "--model", str(model),
             "--data", str(data), "--resolution", str(resolution), "--steps", str(steps),
             "--rank", "16", "--lr", "1e-4"]
+    return argv + (["--sdxl", "--mixed_precision", "bf16"] if sdxl else [])
+
+
+# Kohya's SDXL low-memory recipe (sdxl_train_network.py flags).
+SDXL_RECIPE = ["--sdxl", "--network_train_unet_only", "--cache_latents",
+               "--cache_text_encoder_outputs", "--gradient_checkpointing", "--mixed_precision",
+               "bf16"]
+
+
+def prepare_sdxl(root: Path, *, full: bool) -> tuple[Path, Path | None]:
+    """Create (or reuse) the tiny SDXL model and, with `full`, the full-size random SDXL."""
+    cli = str(BIN / "secure-trainer")
+    tiny = root / "sdxl-tiny" / "diffusers"
+    if not (tiny / "model_index.json").is_file():
+        subprocess.run([cli, "dev", "tiny-model", "--sdxl", str(root / "sdxl-tiny")], check=True,
+                       env=_env(), timeout=600, stdout=subprocess.DEVNULL)
+    big = root / "sdxl-full" / "diffusers"
+    if full and not (big / "model_index.json").is_file():
+        print("creating the SDXL-sized random model (once; ~7 GB under .bench/)", flush=True)
+        subprocess.run([cli, "dev", "tiny-model", "--sdxl", "--full-size", str(root / "sdxl-full")],
+                       check=True, env=_env(), timeout=3600, stdout=subprocess.DEVNULL)
+    return tiny, big if full else None
 
 
 def prepare(root: Path, *, full: bool) -> tuple[Path, Path, Path | None]:
@@ -140,6 +167,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="secure-trainer vs bare diffusers+peft loop")
     parser.add_argument("--full-512", action="store_true", help="also run the full model at 512 px")
     parser.add_argument("--no-full", action="store_true", help="only the tiny model (quick check)")
+    parser.add_argument("--sdxl", action="store_true", help="add the tiny SDXL case (64 px)")
+    parser.add_argument("--sdxl-full", action="store_true",
+                        help="add the full-size random SDXL at 512 px (slow on CPU; GPU advised)")
+    parser.add_argument("--only-sdxl", action="store_true", help="skip the SD1.5 cases")
     parser.add_argument("--tiny-steps", type=int, default=60)
     parser.add_argument("--full-steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3, help="steps excluded from s/step")
@@ -147,18 +178,30 @@ def main() -> None:
     args = parser.parse_args()
     root = args.out.resolve()
     root.mkdir(parents=True, exist_ok=True)
-    tiny, data, big = prepare(root, full=not args.no_full)
-    cases: list[tuple[str, Path, int, int]] = [("tiny 64px", tiny, 64, args.tiny_steps)]
+    tiny, data, big = prepare(root, full=not (args.no_full or args.only_sdxl))
+    cases: list[tuple[str, Path, int, int, bool]] = []
+    if not args.only_sdxl:
+        cases.append(("tiny 64px", tiny, 64, args.tiny_steps, False))
     if big is not None:
-        cases.append(("SD1.5-size 256px", big, 256, args.full_steps))
+        cases.append(("SD1.5-size 256px", big, 256, args.full_steps, False))
         if args.full_512:
-            cases.append(("SD1.5-size 512px", big, 512, args.full_steps))
+            cases.append(("SD1.5-size 512px", big, 512, args.full_steps, False))
+    if args.sdxl or args.sdxl_full or args.only_sdxl:
+        sdxl_tiny, sdxl_big = prepare_sdxl(root, full=args.sdxl_full)
+        cases.append(("tiny SDXL 64px (recipe)", sdxl_tiny, 64, args.tiny_steps, True))
+        if sdxl_big is not None:
+            cases.append(("SDXL-size 512px (recipe)", sdxl_big, 512, args.full_steps, True))
     rows: list[Measurement] = []
-    for case, model, res, steps in cases:
-        variants = [("bare", bare_argv(model, data, res, steps)),
-                    ("ours", ours_argv(model, data, root / "runs" / "ours", res, steps, False)),
-                    ("ours --cache_latents",
-                     ours_argv(model, data, root / "runs" / "cache", res, steps, True))]
+    for case, model, res, steps, sdxl in cases:
+        if sdxl:
+            variants = [("bare", bare_argv(model, data, res, steps, sdxl=True)),
+                        ("ours", ours_argv(model, data, root / "runs" / "sdxl", res, steps, False)
+                         + SDXL_RECIPE)]
+        else:
+            variants = [("bare", bare_argv(model, data, res, steps)),
+                        ("ours", ours_argv(model, data, root / "runs" / "ours", res, steps, False)),
+                        ("ours --cache_latents",
+                         ours_argv(model, data, root / "runs" / "cache", res, steps, True))]
         for variant, argv in variants:
             print(f"[bench] {case}: {variant} ({steps} steps)", flush=True)
             n, steady, rss, wall, first = run_measured(argv, warmup=args.warmup,
@@ -167,7 +210,8 @@ def main() -> None:
     threads = os.environ.get("OMP_NUM_THREADS", "torch default")
     header = (f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} CPU cores "
               f"(threads: {threads}); steady s/step = median step interval after {args.warmup} warm-up steps; "
-              "LoRA rank 16 on UNet + text encoder, batch 1, fp32.\n\n")
+              "LoRA rank 16 on UNet + text encoder, batch 1, fp32 (SDXL cases: the low-memory "
+              "recipe, UNet-only LoRA, bf16 base weights).\n\n")
     result = header + table(rows) + "\n"
     (root / "results.md").write_text(result, encoding="utf-8")
     print(result)

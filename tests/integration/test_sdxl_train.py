@@ -149,3 +149,28 @@ def test_loads_on_single_file_base_and_unet_only(tiny_sdxl: Any, trained: Path,
             tokenizer=base.tokenizer, tokenizer_2=base.tokenizer_2, unet=base.unet,
             scheduler=scheduler)
         _check(pipe, lora)
+
+
+def test_sdxl_resume_is_bit_identical(tiny_sdxl: Any, tiny_dataset: Path, tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    from secure_trainer.kohya.config import parse_train_args
+    from secure_trainer.train.loop import train
+    from tests.integration.train_support import base_args, write_dataset_config
+
+    cfg = write_dataset_config(tiny_dataset, tmp_path / "ds.toml", flip_aug=True)
+
+    def run(out: str, *extra: str) -> Any:
+        argv = base_args(tiny_sdxl.diffusers_dir, cfg, tmp_path / out, "--sdxl",
+                         "--max_train_steps", "3", "--learning_rate", "1e-3",
+                         "--network_dropout", "0.1", "--lr_scheduler", "cosine", *extra)
+        return train(parse_train_args(argv, warn=lambda _m: None))
+
+    saved = run("saved", "--save_every_n_steps", "2", "--save_state")
+    state = tmp_path / "saved" / "last-step00000002-state"
+    resumed = run("resumed", "--resume", str(state))
+    assert saved.steps == resumed.steps == 3 and resumed.losses == saved.losses[2:]
+    a = load_file(str(tmp_path / "saved" / "last.safetensors"))
+    b = load_file(str(tmp_path / "resumed" / "last.safetensors"))
+    assert a.keys() == b.keys() and any(k.startswith("lora_te2_") for k in a)
+    assert all(torch.equal(a[k], b[k]) for k in a)
