@@ -34,6 +34,7 @@ from entrypoint.errors import (
     TrainingError,
 )
 from entrypoint.run.access import restrict_registry
+from entrypoint.run.containment import kill_training_processes
 from entrypoint.run.marker import clear_run_marker, write_run_marker
 from entrypoint.run.outputs import RunOutputs
 from entrypoint.run.recovery import StaleRun, recover_stale_run, wipe_stale_tmp
@@ -250,6 +251,15 @@ class Lifecycle:
             with deferred_signals():
                 self._teardown(owns_marker)
 
+    def _contain(self, when: str) -> int:
+        """SIGKILL every process of the training uid (a double-forked survivor of the child);
+        returns how many there were. None to do when no drop is configured."""
+        s = self._s
+        killed = kill_training_processes(s.train_ids[0]) if s.train_ids else 0
+        if killed:
+            self._audit("trainer_survivors_killed", when=when, processes=killed)
+        return killed
+
     def _restrict_workspace(self, when: str) -> None:
         """Least access: take back every grant to the training group (at the start too, as a
         SIGKILLed run never reached its teardown) and keep the registry owner-only."""
@@ -303,6 +313,8 @@ class Lifecycle:
         started = time.time()
         code = self._spawn_trainer(args, tmp, settings)
         self._audit("train_end", exit_code=code, seconds=round(time.time() - started, 1))
+        if self._contain("after_train"):
+            raise TrainingError("a process of the trainer outlived it (killed); not sealed")
         if code:
             raise _CHILD_ERRORS.get(code, TrainingError)(f"training failed (trainer exit {code})")
         # SECURITY: out/ becomes root's and read-only; a LoRA that is a link fails here.
@@ -413,6 +425,7 @@ class Lifecycle:
         if owns_marker:
             attempt(wipe_scratch)
         if self._mounted:
+            attempt(lambda: self._contain("teardown"))  # survivors would keep the mount busy
             attempt(lambda: self._restrict_workspace("teardown"))
             # The head after the last record goes to Vault (strict: required) before unmount.
             attempt(lambda: anchor_run(self._log, self._vault, self._s.policy, self._echo))

@@ -126,6 +126,9 @@ def run_trainer(args: list[str], *, cwd: Path, tmp: Path, ids: tuple[int, int] |
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                 # The hook only calls prctl/set*id (no locks taken in Python code); the Vault
                 # renewal thread cannot leave it deadlocked.
+                # Its own session: a terminal's signals reach the supervisor only, and the whole
+                # group can be stopped at once.
+                start_new_session=True,
                 preexec_fn=child_preexec(ids))  # noqa: PLW1509
         assert proc.stdout is not None
         for raw in proc.stdout:
