@@ -219,12 +219,13 @@ def inject_lora(base: Any, net: NetworkSettings, *,
         parts.append(("unet", base.unet))
     if not net.train_unet_only:
         parts.append(("text_encoder", base.text_encoder))
-        if sdxl:
+        if text_encoder_2 is not None:
             parts.append(("text_encoder_2", text_encoder_2))
     prefixes = SDXL_PREFIX if sdxl else PREFIX
     for part, root in parts:
         # SDXL UNet keys use LDM block names (sd-scripts' SDXL UNet is LDM-layout).
-        namer = unet_module_namer(dict(root.config)) if sdxl and part == "unet" else None
+        config: Any = getattr(root, "config", {})
+        namer = unet_module_namer(dict(config)) if sdxl and part == "unet" else None
         found = find_targets(root, part, net, prefix=prefixes[part], namer=namer)
         modules.update(_inject(root, found, net, param_dtype))
         targets.update({t.kohya_name: t for t in found})

@@ -174,3 +174,19 @@ def test_sdxl_resume_is_bit_identical(tiny_sdxl: Any, tiny_dataset: Path, tmp_pa
     b = load_file(str(tmp_path / "resumed" / "last.safetensors"))
     assert a.keys() == b.keys() and any(k.startswith("lora_te2_") for k in a)
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_network_weights_round_trip(tiny_sdxl: Any, trained: Path) -> None:
+    """--network_weights / our exporter agree for SDXL: every lora_te1/te2/unet module loads."""
+    from secure_trainer.kohya.export import kohya_state_dict, load_kohya_into
+    from secure_trainer.models.loading import load_base_model
+    from secure_trainer.models.lora import inject_lora
+    from secure_trainer.settings import NetworkSettings
+
+    handles = inject_lora(load_base_model(tiny_sdxl.diffusers_dir),
+                          NetworkSettings(dim=4, alpha=4))
+    report = load_kohya_into(handles, trained, strict=True)
+    assert report.loaded == 986 and not report.missing and not report.ignored
+    tensors, _meta = _read(trained)
+    exported = kohya_state_dict(handles)
+    assert all(torch.equal(exported[k], tensors[k]) for k in tensors)
