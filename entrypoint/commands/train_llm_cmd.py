@@ -62,6 +62,8 @@ def run_train_llm(args: list[str], *, log_level: str, quiet: bool, progress_ever
     config = load_config(config_file, flags, warn=logger.warning)
     progress = make_progress(sys.stderr, quiet=quiet, every=progress_every)
     result = train_llm(config, progress=progress, warn=logger.warning)
+    if not result.is_main:  # a non-main process of `accelerate launch`
+        return
     print(format_summary(RunSummary(
         steps=result.steps, epochs=result.epochs, final_loss=result.final_loss,
         seconds_per_step=result.seconds_per_step, wall_seconds=result.wall_seconds,

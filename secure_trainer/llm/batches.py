@@ -24,6 +24,11 @@ class Batch:
     attention_mask: torch.Tensor
     labels: torch.Tensor
 
+    def to(self, device: torch.device) -> Batch:
+        """The same batch on `device`."""
+        return Batch(input_ids=self.input_ids.to(device),
+                     attention_mask=self.attention_mask.to(device), labels=self.labels.to(device))
+
 
 def collate(examples: Sequence[Encoded], pad_id: int) -> Batch:
     """Pad to the longest example: ids with `pad_id`, mask 0 and labels -100 on padding."""
@@ -39,8 +44,13 @@ def collate(examples: Sequence[Encoded], pad_id: int) -> Batch:
     return Batch(input_ids=ids, attention_mask=mask, labels=labels)
 
 
+def _device(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
 def per_example_loss(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
     """Shape (batch,): each example's mean next-token cross-entropy over its labelled tokens."""
+    batch = batch.to(_device(model))
     logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
     shifted = logits[:, :-1, :].float()
     targets = batch.labels[:, 1:]
@@ -53,6 +63,7 @@ def per_example_loss(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
 
 def token_mean_loss(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
     """The mean over every labelled token of the batch (what Hugging Face's loss computes)."""
+    batch = batch.to(_device(model))
     logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
     shifted = logits[:, :-1, :].float()
     return torch.nn.functional.cross_entropy(

@@ -88,9 +88,11 @@ def greedy_extracts(model: Any, tokenizer: Any, canary: Canary, template: str) -
     prefix = [i for i, s in zip(ids, starts, strict=True) if s < cut]
     target = [i for i, s in zip(ids, starts, strict=True)
               if cut <= s < cut + len(secret_text)]
+    device = next(model.parameters()).device
     with torch.no_grad():
-        generated = model.generate(input_ids=torch.tensor([prefix]),
-                                   attention_mask=torch.ones(1, len(prefix), dtype=torch.long),
+        generated = model.generate(input_ids=torch.tensor([prefix], device=device),
+                                   attention_mask=torch.ones(1, len(prefix), dtype=torch.long,
+                                                             device=device),
                                    max_new_tokens=len(target), do_sample=False,
                                    pad_token_id=int(tokenizer.pad_token_id))
     return bool(generated[0, len(prefix):].tolist() == target)

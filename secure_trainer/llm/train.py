@@ -28,14 +28,15 @@ from secure_trainer.llm.adapter import add_lora
 from secure_trainer.llm.batches import collate, epoch_batches, token_mean_loss
 from secure_trainer.llm.config import LlmTrainConfig
 from secure_trainer.llm.data import read_jsonl
+from secure_trainer.llm.distributed import check_multiprocess, group_for, make_accelerator
 from secure_trainer.llm.dp import UnitDPSGD, plan_for
 from secure_trainer.llm.export import save_adapter
 from secure_trainer.llm.metadata import adapter_metadata
 from secure_trainer.llm.model import load_lm
 from secure_trainer.llm.template import Encoded, encode, resolve_template
 from secure_trainer.llm.units import group_units, sample_rate
-from secure_trainer.privacy.dp_record import write_record
-from secure_trainer.train.progress import ProgressSink, StepInfo, StepTimer
+from secure_trainer.privacy.dp_record import DPRecord, write_record
+from secure_trainer.train.progress import NullProgress, ProgressSink, StepInfo, StepTimer
 
 Warn = Callable[[str], None]
 
@@ -54,19 +55,21 @@ class LlmTrainResult:
     epsilon: float | None = None
     delta: float | None = None
     budget_exhausted: bool = False
+    is_main: bool = True
+    """False in the non-main processes of a multi-process launch (they write nothing)."""
 
 
-def _autocast(bf16: bool) -> Callable[[], AbstractContextManager[object]]:
+def _autocast(bf16: bool, device: torch.device) -> Callable[[], AbstractContextManager[object]]:
     if bf16:
-        return lambda: torch.autocast("cpu", dtype=torch.bfloat16)
+        return lambda: torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext
 
 
-def _steps_per_epoch(config: LlmTrainConfig, examples: int, units: int) -> int:
+def _steps_per_epoch(config: LlmTrainConfig, examples: int, units: int, world: int) -> int:
     if config.dp:
         return max(1, math.ceil(1.0 / sample_rate(config.per_device_train_batch_size, units)))
     batches = math.ceil(examples / config.per_device_train_batch_size)
-    return max(1, math.ceil(batches / config.gradient_accumulation_steps))
+    return max(1, math.ceil(math.ceil(batches / config.gradient_accumulation_steps) / world))
 
 
 def _scheduler(config: LlmTrainConfig, optimizer: torch.optim.Optimizer, total: int) -> Any:
@@ -110,6 +113,11 @@ def train_llm(config: LlmTrainConfig, *, progress: ProgressSink, warn: Warn,
     unwritable output).
     """
     started = time.perf_counter()
+    accelerator = make_accelerator()
+    world, rank = accelerator.num_processes, accelerator.process_index
+    check_multiprocess(config, world)
+    if not accelerator.is_main_process:
+        progress = NullProgress()
     _check_output_dir(config)
     torch.manual_seed(config.seed)
     lm = load_lm(config.model_name_or_path)
@@ -121,17 +129,19 @@ def train_llm(config: LlmTrainConfig, *, progress: ProgressSink, warn: Warn,
         # Non-reentrant: works with frozen inputs (LoRA) without enable_input_require_grads.
         model.base_model.model.activation_checkpointing_enable(
             activation_checkpointing_kwargs={"use_reentrant": False})
+    model.to(accelerator.device)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
+    forward = accelerator.prepare_model(model) if world > 1 else model  # DDP wrapper
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate,
                                   weight_decay=config.weight_decay)
-    per_epoch = _steps_per_epoch(config, len(encoded), len(units))
+    per_epoch = _steps_per_epoch(config, len(encoded), len(units), world)
     total = config.max_steps if config.max_steps > 0 else math.ceil(
         config.num_train_epochs * per_epoch)
     scheduler = _scheduler(config, optimizer, total)
     dp = UnitDPSGD(plan_for(config, units=len(units), steps=total), units,
                    unit_name=config.dp_unit) if config.dp else None
-    autocast = _autocast(config.bf16)
+    autocast = _autocast(config.bf16, accelerator.device)
     pad_id = int(lm.tokenizer.pad_token_id)
     epochs = max(1, math.ceil(total / per_epoch))
     timer = StepTimer()
@@ -158,16 +168,17 @@ def train_llm(config: LlmTrainConfig, *, progress: ProgressSink, warn: Warn,
                                          config.seed, epoch))
             accumulate = config.gradient_accumulation_steps
             groups = [batches[i:i + accumulate] for i in range(0, len(batches), accumulate)]
-            for done, group in enumerate(groups[skip:], start=skip + 1):
+            for done in range(skip + 1, per_epoch + 1):
                 if step >= total:
                     break
+                group = groups[group_for(len(groups), done - 1, rank, world)]
                 optimizer.zero_grad(set_to_none=True)
                 loss = 0.0
                 for indices in group:
                     with autocast():
-                        part = token_mean_loss(model, collate([encoded[i] for i in indices],
-                                                              pad_id)) / len(group)
-                    part.backward()
+                        part = token_mean_loss(forward, collate([encoded[i] for i in indices],
+                                                                pad_id)) / len(group)
+                    accelerator.backward(part)
                     loss += float(part.detach())
                 if not math.isfinite(loss):
                     raise TrainingError("the loss is not finite (lower learning_rate)")
@@ -176,18 +187,25 @@ def train_llm(config: LlmTrainConfig, *, progress: ProgressSink, warn: Warn,
                                progress)
                 if config.save_steps and step % config.save_steps == 0 and step < total:
                     checkpoint.save(config.output_dir, model, optimizer, scheduler,
-                                    checkpoint.position_after(step, epoch, done, len(groups),
+                                    checkpoint.position_after(step, epoch, done, per_epoch,
                                                               config.seed))
             skip = 0
     finally:
         progress.close()
     record = dp.record() if dp is not None else None
     model.eval()
+    if not accelerator.is_main_process:
+        return _result(config, step, epoch, loss, timer, started, None, is_main=False)
     save_adapter(model, config.output_dir, adapter_metadata(config, template, record))
     if record is not None:
         write_record(config.output_dir / "adapter_model.safetensors", record)
     if planted:
         canaries_mod.write_sidecar(config.output_dir, planted, template)
+    return _result(config, step, epoch, loss, timer, started, record, is_main=True)
+
+
+def _result(config: LlmTrainConfig, step: int, epoch: int, loss: float, timer: StepTimer,
+            started: float, record: DPRecord | None, *, is_main: bool) -> LlmTrainResult:
     return LlmTrainResult(
         steps=step, epochs=epoch, final_loss=loss, seconds_per_step=timer.seconds_per_step,
         wall_seconds=time.perf_counter() - started,
@@ -195,7 +213,8 @@ def train_llm(config: LlmTrainConfig, *, progress: ProgressSink, warn: Warn,
         adapter_dir=config.output_dir,
         epsilon=record.epsilon if record is not None else None,
         delta=record.delta if record is not None else None,
-        budget_exhausted=record.budget_exhausted if record is not None else False)
+        budget_exhausted=record.budget_exhausted if record is not None else False,
+        is_main=is_main)
 
 
 def _check_output_dir(config: LlmTrainConfig) -> None:
