@@ -1,7 +1,9 @@
 """End-of-run wipe of temp files and caches: overwrite (where cheap) then unlink; counts only.
 
 A directory target keeps the directory and loses its contents; a file target is removed.
-SECURITY: never follows a symlink (links are unlinked, not their targets), never crosses into
+SECURITY: never follows a symlink (links are unlinked, not their targets; below a target every
+name is opened relative to a held directory fd with O_NOFOLLOW and checked against the listed
+inode, so a directory swapped for a link mid-wipe is not entered), never crosses into
 another filesystem (a workspace mounted below /tmp stays untouched), refuses system roots, and
 never prints or returns a file name.
 """
@@ -95,12 +97,21 @@ def default_targets(env: Mapping[str, str] | None = None, *, state_dir: Path | N
     return unique
 
 
-def _overwrite(path: str, size: int) -> bool:
-    # O_NOFOLLOW: a file swapped for a symlink between lstat and open is not followed.
-    fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+_FILE_WRITE = os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_DIR_OPEN = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _overwrite(dir_fd: int, name: str, st: os.stat_result) -> bool:
+    # Opened relative to the held parent fd with O_NOFOLLOW, then checked to be the very inode
+    # that was listed: a name swapped for a link (or another file) in between is not written.
+    fd = os.open(name, _FILE_WRITE, dir_fd=dir_fd)
     try:
-        zeros = bytes(min(size, _CHUNK))
-        left = size
+        now = os.fstat(fd)
+        if (now.st_ino, now.st_dev) != (st.st_ino, st.st_dev) or not stat.S_ISREG(now.st_mode) \
+                or now.st_nlink != 1:
+            return False
+        zeros = bytes(min(st.st_size, _CHUNK))
+        left = st.st_size
         while left > 0:
             left -= os.write(fd, zeros[:min(left, _CHUNK)])
         os.fsync(fd)
@@ -109,16 +120,17 @@ def _overwrite(path: str, size: int) -> bool:
     return True
 
 
-def _remove_file(path: str, st: os.stat_result, report: WipeReport, dry_run: bool) -> None:
+def _remove_file(dir_fd: int, name: str, st: os.stat_result, report: WipeReport,
+                 dry_run: bool) -> None:
     size = st.st_size if stat.S_ISREG(st.st_mode) else 0
     if not dry_run:
         try:
             # A file with other hard links is only unlinked: overwriting would destroy the data
             # another name still points at.
-            if stat.S_ISREG(st.st_mode) and st.st_nlink == 1 and 0 < size <= OVERWRITE_LIMIT:
-                _overwrite(path, size)
+            if stat.S_ISREG(st.st_mode) and st.st_nlink == 1 and 0 < size <= OVERWRITE_LIMIT \
+                    and _overwrite(dir_fd, name, st):
                 report.overwritten += 1
-            os.unlink(path)
+            os.unlink(name, dir_fd=dir_fd)
         except OSError:
             report.failed += 1
             return
@@ -126,31 +138,45 @@ def _remove_file(path: str, st: os.stat_result, report: WipeReport, dry_run: boo
     report.bytes += size
 
 
-def _wipe_dir_contents(path: str, dev: int, report: WipeReport, dry_run: bool) -> None:
+def _wipe_dir_contents(dir_fd: int, dev: int, report: WipeReport, dry_run: bool) -> None:
+    """Wipe below the held directory fd; every name is resolved relative to it, one level at
+    a time, so a directory swapped for a symlink during the wipe is never followed."""
     try:
-        entries = list(os.scandir(path))
+        names = os.listdir(dir_fd)
     except OSError:
         report.failed += 1
         return
-    for entry in entries:
+    for name in names:
         try:
-            st = entry.stat(follow_symlinks=False)
+            st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
         except OSError:
             continue  # vanished meanwhile
         if stat.S_ISDIR(st.st_mode):
             if st.st_dev != dev:
                 report.skipped_mounts += 1
                 continue
-            _wipe_dir_contents(entry.path, dev, report, dry_run)
+            try:
+                child = os.open(name, _DIR_OPEN, dir_fd=dir_fd)
+            except OSError:
+                report.failed += 1  # replaced by a link (ELOOP/ENOTDIR) or gone
+                continue
+            try:
+                now = os.fstat(child)
+                if (now.st_ino, now.st_dev) != (st.st_ino, st.st_dev):
+                    report.failed += 1  # swapped between the listing and the open
+                    continue
+                _wipe_dir_contents(child, dev, report, dry_run)
+            finally:
+                os.close(child)
             if not dry_run:
                 try:
-                    os.rmdir(entry.path)
+                    os.rmdir(name, dir_fd=dir_fd)
                 except OSError:
                     report.failed += 1
                     continue
             report.dirs += 1
         else:
-            _remove_file(entry.path, st, report, dry_run)
+            _remove_file(dir_fd, name, st, report, dry_run)
 
 
 def wipe(targets: list[Path], *, dry_run: bool = False) -> WipeReport:
@@ -174,8 +200,26 @@ def wipe(targets: list[Path], *, dry_run: bool = False) -> WipeReport:
         except OSError:
             report.failed += 1
             continue
-        if stat.S_ISDIR(st.st_mode):
-            _wipe_dir_contents(path, st.st_dev, report, dry_run)
-        else:
-            _remove_file(path, st, report, dry_run)
+        parent, name = os.path.split(path)
+        try:
+            # The target's own parent is the caller's (trusted) path; below it, only fds.
+            parent_fd = os.open(parent or "/", _DIR_OPEN)
+        except OSError:
+            report.failed += 1
+            continue
+        try:
+            if stat.S_ISDIR(st.st_mode):
+                try:
+                    fd = os.open(name, _DIR_OPEN, dir_fd=parent_fd)
+                except OSError:
+                    report.failed += 1
+                    continue
+                try:
+                    _wipe_dir_contents(fd, st.st_dev, report, dry_run)
+                finally:
+                    os.close(fd)
+            else:
+                _remove_file(parent_fd, name, st, report, dry_run)
+        finally:
+            os.close(parent_fd)
     return report
