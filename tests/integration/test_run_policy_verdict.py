@@ -114,3 +114,43 @@ def test_run_and_check_agree_and_run_stops_before_training(
         assert {f["id"] for f in denied[-1]["failed"] if f["action"] == "deny"} == rules
         assert not any(e["event"] == "train_start" for e in events
                        if e.get("run_id") == denied[-1]["run_id"])
+
+
+def test_pre_mount_and_dataset_denials_agree(case: RunCase) -> None:
+    """Two more deny rules: training as root without the drop (pre-mount: `run` stops before
+    Vault) and a GPS-tagged image (post-mount), each refused the same way by both commands."""
+    from tests.unit.entrypoint.policy.test_policy_facts import write_gps_jpeg
+
+    with case.opened() as ws:
+        gps = ws.datasets_dir / "gps" / "10_x"
+        if not gps.exists():
+            gps.mkdir(parents=True)
+            write_gps_jpeg(gps / "a.jpg")
+            (gps / "a.txt").write_text("a photo")
+    site = _site_profile(case)
+    # process.non_root: the shipped dev profile, no privilege drop, as root.
+    env = {"ST_TRAIN_UID": "none"}
+    with case.opened():
+        done = subprocess.run(
+            [sys.executable, "-m", "entrypoint.cli", "policy", "check", "--policy", "dev",
+             "--json", "--workspace", str(case.mnt), "--cipher-dir", str(case.cipher),
+             "--no-privilege-drop", *TRAIN_ARGS, "--max_train_steps", "1"],
+            cwd=case.mnt, env=case.run_env(**env), capture_output=True, text=True, timeout=300,
+            check=False)
+    check_denied = {r["id"] for r in json.loads(done.stdout)["rules"]
+                    if r["action"] == "deny" and r["result"] in ("fail", "error")}
+    assert done.returncode == 3 and check_denied == {"process.non_root"}
+    run = RunProcess(case, steps=1, policy="dev", extra_env=env)
+    code, out = run.finish(timeout=300)
+    assert code == 3 and "[vault]" not in out, out[-2000:]
+    assert {m.group(1) for line in out.splitlines()
+            if (m := _DENIED_LINE.match(line))} == check_denied
+    # dataset.no_gps, post-mount.
+    gps_args = ("--train_data_dir", "datasets/gps")
+    check_code, check_denied = _check_denials(case, site, gps_args)
+    assert check_code == 3 and check_denied == {"dataset.no_gps"}
+    run = RunProcess(case, steps=1, policy=str(site), extra_args=gps_args)
+    code, out = run.finish(timeout=300)
+    assert code == 3 and "[train]" not in out and "[workspace]" in out, out[-2000:]
+    assert {m.group(1) for line in out.splitlines()
+            if (m := _DENIED_LINE.match(line))} == check_denied
