@@ -54,6 +54,7 @@ class ProcessFacts:
     drop_configured: bool  # the training child drops to drop_uid/drop_gid
     drop_uid: int | None
     drop_gid: int | None
+    drop_uid_in_passwd: bool | None  # the drop uid has a passwd entry (None: no drop configured)
     core_limit: int  # soft RLIMIT_CORE of this process in bytes, -1 for unlimited
     swap_on: bool  # /proc/swaps lists an active swap area (memory may reach a disk)
 

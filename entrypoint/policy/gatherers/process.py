@@ -7,6 +7,7 @@ or environment.
 from __future__ import annotations
 
 import os
+import pwd
 import resource
 from pathlib import Path
 
@@ -75,9 +76,18 @@ def gather(ctx: PolicyContext) -> ProcessFacts:
         drop_configured=drop is not None,
         drop_uid=drop[0] if drop else None,
         drop_gid=drop[1] if drop else None,
+        drop_uid_in_passwd=_has_passwd_entry(drop[0]) if drop else None,
         core_limit=_core_limit(),
         swap_on=_swap_on(),
     )
+
+
+def _has_passwd_entry(uid: int) -> bool:
+    try:
+        pwd.getpwuid(uid)
+    except KeyError:
+        return False
+    return True
 
 
 def _core_limit() -> int:

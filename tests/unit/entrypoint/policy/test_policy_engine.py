@@ -35,7 +35,8 @@ GOOD = Facts(
     process=ProcessFacts(uid=0, euid=0, gid=0, groups=(), cap_effective=("CAP_SYS_ADMIN",),
                          cap_bounding=("CAP_SYS_ADMIN", "CAP_AUDIT_CONTROL"), no_new_privs=True,
                          seccomp="filter", is_pid1=True, in_container=True, drop_configured=True,
-                         drop_uid=10001, drop_gid=10001, core_limit=0, swap_on=False),
+                         drop_uid=10001, drop_gid=10001, drop_uid_in_passwd=True,
+                         core_limit=0, swap_on=False),
     fs=FsFacts(root_readonly=True, tmp_fstype="tmpfs", tmp_tmpfs=True, tmp_noexec=True,
                workspace_configured=True, workspace_mounted=True,
                workspace_fstype="fuse.gocryptfs", workspace_options=("rw", "nosuid", "nodev"),
@@ -292,3 +293,18 @@ def test_core_dumps_and_swap_warn_under_strict(change: dict[str, object], rule_i
     assert decision.verdict == "warn" and [r.id for r in decision.warnings] == [rule_id]
     assert "--ulimit core=0" in decision.warnings[0].reason or "--memory-swap" in \
         decision.warnings[0].reason
+
+
+def test_training_uid_with_an_account_natively() -> None:
+    """A drop uid with a passwd entry: strict deny and standard/dev warn natively; fine inside
+    the container (the image's own `trainer` user)."""
+    native = replace(GOOD, process=replace(GOOD.process, in_container=False))
+    assert [r.id for r in evaluate(load_profile("strict"), native, phase="all").denials] == [
+        "process.dedicated_trainer_uid"]
+    for name in ("standard", "dev"):
+        decision = evaluate(load_profile(name), native, phase="all")
+        assert "process.dedicated_trainer_uid" in {r.id for r in decision.warnings}
+        assert not decision.denied or "process.dedicated_trainer_uid" not in {
+            r.id for r in decision.denials}
+    no_account = replace(native, process=replace(native.process, drop_uid_in_passwd=False))
+    assert evaluate(load_profile("strict"), no_account, phase="all").verdict == "allow"
