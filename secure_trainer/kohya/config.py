@@ -238,8 +238,6 @@ def _sdxl_values(values: dict[str, Any], warn: Warn) -> None:
     if values["clip_skip"] is not None:
         warn("option 'clip_skip' is ignored: SDXL always uses the penultimate layers (as sd-scripts)")
         values["clip_skip"] = None
-    if values["max_token_length"] not in (None, 75):
-        raise ConfigError("max_token_length 150/225 is not implemented for SDXL (use 75)")
     if values["cache_text_encoder_outputs"] and not values["network_train_unet_only"]:
         raise ConfigError("cache_text_encoder_outputs needs network_train_unet_only "
                           "(text-encoder LoRA cannot train on cached outputs)")

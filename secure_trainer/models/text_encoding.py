@@ -76,8 +76,14 @@ def encode(text_encoder: Any, input_ids: torch.Tensor, clip_skip: int | None,
         out = text_encoder(flat, output_hidden_states=True, return_dict=True)
         states = _final_layer_norm(text_encoder)(out.hidden_states[-clip_skip])
     states = states.reshape(batch, n_chunks * window, states.shape[-1])
+    return join_chunks(states, n_chunks, window)
+
+
+def join_chunks(states: torch.Tensor, n_chunks: int, window: int) -> torch.Tensor:
+    """[B, n·window, H] chunk states → [B, 1 + n·(window − 2) + 1, H]: the first BOS, each
+    chunk's inner states, the last EOS (unchanged for one chunk), as sd-scripts joins them."""
     if n_chunks == 1:
-        return states  # type: ignore[no-any-return]
+        return states
     pieces = [states[:, :1]]
     for chunk in range(n_chunks):
         begin = chunk * window + 1

@@ -118,7 +118,7 @@ def sdxl_text(ctx: StepContext, captions: list[str]) -> tuple[torch.Tensor, torc
     assert sx is not None
 
     def compute(texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        ids, ids_2 = tokenize_pair(ctx.tokenizer, sx.tokenizer_2, texts)
+        ids, ids_2 = tokenize_pair(ctx.tokenizer, sx.tokenizer_2, texts, ctx.max_token_length)
         return encode_pair(ctx.text_encoder, sx.text_encoder_2, ids, ids_2, sx.eos_token_id,
                            ctx.device)
 

@@ -64,7 +64,6 @@ def test_two_text_encoder_lrs_for_sdxl(data: Path) -> None:
     ("--sdxl", "--cache_text_encoder_outputs", "--network_train_unet_only",
      "--caption_dropout_rate", "0.1"),
     ("--sdxl", "--cache_text_encoder_outputs_to_disk", "--network_train_unet_only"),
-    ("--sdxl", "--max_token_length", "150"),
     ("--sdxl", "--bucket_reso_steps", "48", "--enable_bucket"),
     ("--sdxl", "--dp", "--dp_noise_multiplier", "1.0"),
 ])
@@ -72,6 +71,10 @@ def test_sdxl_refusals_are_config_errors(data: Path, extra: tuple[str, ...]) -> 
     with pytest.raises(ConfigError) as err:
         parse(data, *extra)
     assert err.value.exit_code == 2 and "\n" not in str(err.value)
+
+
+def test_long_prompts_are_accepted_for_sdxl(data: Path) -> None:
+    assert parse(data, "--sdxl", "--max_token_length", "225").max_token_length == 225
 
 
 def test_clip_skip_is_ignored_for_sdxl_with_a_warning(data: Path) -> None:

@@ -21,13 +21,13 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Any:
 def test_context_and_pooled_are_kohyas(base: Any) -> None:
     captions = ["a red circle", "blue square on grass"]
     ids, ids_2 = tokenize_pair(base.tokenizer, base.tokenizer_2, captions)
-    assert ids.shape == ids_2.shape == (2, 77)
+    assert ids.shape == ids_2.shape == (2, 1, 77)
     assert (ids_2 == base.tokenizer_2.pad_token_id).any() and base.tokenizer_2.pad_token == "!"
     with torch.no_grad():
         hidden, pooled = encode_pair(base.text_encoder, base.text_encoder_2, ids, ids_2,
                                      base.tokenizer_2.eos_token_id, "cpu")
-        ref1 = base.text_encoder(ids, output_hidden_states=True).hidden_states[-2]
-        ref2 = base.text_encoder_2(ids_2, output_hidden_states=True)
+        ref1 = base.text_encoder(ids[:, 0], output_hidden_states=True).hidden_states[-2]
+        ref2 = base.text_encoder_2(ids_2[:, 0], output_hidden_states=True)
     h1 = base.text_encoder.config.hidden_size
     assert hidden.shape == (2, 77, h1 + base.text_encoder_2.config.hidden_size)
     assert hidden.shape[-1] == base.unet.config.cross_attention_dim
@@ -53,3 +53,20 @@ def test_cache_encodes_each_caption_once(base: Any) -> None:
     assert calls == [["a", "b"]]
     torch.testing.assert_close(first[0][1], second[0][0])
     assert not first[0].requires_grad
+
+
+def test_long_prompts_chunk_like_sd_scripts(base: Any) -> None:
+    caption = ["a red circle"]
+    short_ids, short_ids_2 = tokenize_pair(base.tokenizer, base.tokenizer_2, caption)
+    ids, ids_2 = tokenize_pair(base.tokenizer, base.tokenizer_2, caption, 150)
+    assert ids.shape == ids_2.shape == (1, 2, 77)
+    eos, pad = base.tokenizer_2.eos_token_id, base.tokenizer_2.pad_token_id
+    assert torch.equal(ids_2[:, 0], short_ids_2[:, 0])  # a short caption fits the first chunk
+    # The empty second chunk of TE2 starts BOS, EOS, PAD... (sd-scripts' fix-up).
+    assert ids_2[0, 1, 1] == eos and (ids_2[0, 1, 2:] == pad).all()
+    with torch.no_grad():
+        hidden, pooled = encode_pair(base.text_encoder, base.text_encoder_2, ids, ids_2, eos, "cpu")
+        _h, short_pooled = encode_pair(base.text_encoder, base.text_encoder_2, short_ids,
+                                       short_ids_2, eos, "cpu")
+    assert hidden.shape[:2] == (1, 152)
+    torch.testing.assert_close(pooled, short_pooled)  # pooled comes from the first chunk
