@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import threading
+from collections.abc import Iterable
 from typing import IO
 
 from entrypoint.secret import Secret
@@ -98,16 +99,29 @@ class Redactor:
             ordered = sorted(self._literals, key=len, reverse=True)
             self._literal_re = re.compile("|".join(re.escape(s) for s in ordered))
 
+    def register_literals(self, values: Iterable[str]) -> None:
+        """`register` for many values at once (one compilation, e.g. a dataset's caption lines)."""
+        with self._lock:
+            known = set(self._literals)
+            self._literals += [v for v in dict.fromkeys(values) if len(v) >= 4 and v not in known]
+            ordered = sorted(self._literals, key=len, reverse=True)
+            self._literal_re = (re.compile("|".join(re.escape(v) for v in ordered))
+                                if ordered else None)
+
     def register_name(self, name: str) -> None:
         """Scrub `name` (a dataset folder name, a file stem) wherever it stands as a word of its
         own (not inside a longer run of letters and digits); shorter than 4 characters: ignored.
         """
-        if len(name) < _NAME_MIN:
-            return
+        self.register_names([name])
+
+    def register_names(self, names: Iterable[str]) -> None:
+        """`register_name` for many names at once (one compilation)."""
         with self._lock:
-            if name in self._names:
+            known = set(self._names)
+            fresh = [n for n in dict.fromkeys(names) if len(n) >= _NAME_MIN and n not in known]
+            if not fresh:
                 return
-            self._names.append(name)
+            self._names += fresh
             ordered = sorted(self._names, key=len, reverse=True)
             self._name_re = re.compile(r"(?<![A-Za-z0-9])(?:"
                                        + "|".join(re.escape(n) for n in ordered)

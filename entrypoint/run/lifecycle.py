@@ -325,15 +325,16 @@ class Lifecycle:
 
     def _spawn_trainer(self, args: list[str], tmp: Path, settings: object) -> int:
         from entrypoint.redact import Redactor
-        from entrypoint.run.run_names import dataset_names
+        from entrypoint.run.run_names import caption_lines, dataset_names
 
         s = self._s
         # SECURITY: whatever launches the trainer, its output passes a redactor that knows the
-        # run's dataset folder names and file stems (and the workspace and cipher paths).
+        # run's dataset folder names, file stems and caption lines (and the workspace and
+        # cipher paths).
         redactor = Redactor([str(s.mountpoint), str(s.cipher_dir)])
-        for name in dataset_names([sub.image_dir for ds in settings.datasets  # type: ignore[attr-defined]
-                                   for sub in ds.subsets], s.mountpoint):
-            redactor.register_name(name)
+        dirs = [sub.image_dir for ds in settings.datasets for sub in ds.subsets]  # type: ignore[attr-defined]
+        redactor.register_names(dataset_names(dirs, s.mountpoint))
+        redactor.register_literals(caption_lines(dirs, s.mountpoint))
         return self._trainer(args, cwd=s.mountpoint, tmp=tmp, ids=s.train_ids,
                              extra_env=s.extra_env, redact=[str(s.mountpoint), str(s.cipher_dir)],
                              echo=lambda line: self._echo(redactor.scrub(line)))

@@ -1,5 +1,6 @@
 """Leak bait through a real run: a hostile trainer prints its dataset's relative paths, folder
-names (with and without the `<repeats>_` prefix) and file stems; none reaches the run's output.
+names (with and without the `<repeats>_` prefix), file stems and captions; none reaches the
+run's output.
 Real OpenBao, gocryptfs, uid switch.
 """
 
@@ -42,6 +43,7 @@ def test_dataset_names_never_reach_the_output(case: RunCase) -> None:
         f'echo "subject folder {BAIT_DIR} subject zqx_jane_doe"\n'
         f'ls datasets/bait/{BAIT_DIR} | sed "s/^/file: /"\n'
         f'echo "failed on {BAIT_STEM}_0 at $(pwd)/datasets/bait"\n'
+        f'cat datasets/bait/{BAIT_DIR}/*.txt\n'
         'echo "still-visible-marker"\n'
         + FAKE_LORA)
     printed: list[str] = []
@@ -50,6 +52,11 @@ def test_dataset_names_never_reach_the_output(case: RunCase) -> None:
     assert any("zqx_passport" in line for line in trainer.lines)  # the bait was printed ...
     text = "\n".join(printed)
     assert "still-visible-marker" in text  # ... the output went through the run's echo ...
-    for bait in ("zqx_jane_doe", BAIT_STEM, "datasets/bait", str(case.mnt), str(case.tmp_path)):
+    with case.opened() as ws:
+        captions = {ln.strip() for f in (ws.datasets_dir / "bait" / BAIT_DIR).glob("*.txt")
+                    for ln in f.read_text().splitlines() if len(ln.strip()) >= 8}
+    assert captions
+    for bait in ("zqx_jane_doe", BAIT_STEM, "datasets/bait", str(case.mnt), str(case.tmp_path),
+                 *captions):
         assert bait not in text, bait  # ... and none of it came out
     assert "<name>" in text and "<path>" in text
