@@ -8,7 +8,7 @@ REVISION := $(shell git rev-parse --short HEAD 2>/dev/null || echo dev)
 IMAGE ?= secure-trainer
 PYTEST_ARGS ?=
 
-.PHONY: help install system-deps test test-unit test-integration test-container demo bench \
+.PHONY: help install system-deps test test-unit test-integration test-container demo demo-llm bench llm-evidence \
         base wheelhouse build build-cpu scan docker-demo clean gpu-check
 
 help:
@@ -42,14 +42,21 @@ test-unit: install
 demo: system-deps install ## run the main job end to end on embedded defaults
 	bash scripts/demo.sh
 
-bench: install ## speed/memory of `secure-trainer train` vs a bare diffusers+peft loop
+demo-llm: system-deps install ## language-model path: text import, train-llm --dp with canaries, audit canary, in the encrypted workspace
+	bash scripts/demo-llm.sh
+
+bench: install ## speed/memory of `train` vs a bare diffusers+peft loop, and `train-llm` vs a bare transformers+peft loop
 	$(BIN)/python scripts/bench.py
+	$(BIN)/python -m secure_trainer.llm.bench
+
+llm-evidence: install ## canary exposure, extraction and MIA AUC of a tiny LM without DP, at epsilon 8 and 1 (docs/llm.md)
+	$(BIN)/python -m secure_trainer.llm.evidence
 
 gpu-check: ## on a GPU: facts + ours vs the bare loop, SD1.5-size 512 px bf16 SDPA, one JSON (GPU_CHECK_DRY=1: CPU dry run)
 	bash scripts/gpu-check.sh
 
 clean:
-	rm -rf .demo .bench build dist *.egg-info
+	rm -rf .demo .demo-llm .bench build dist *.egg-info
 
 # --- image (Dockerfile, scripts/{dockerd,base,wheelhouse,build,scan,docker-demo}.sh) --------
 # coupling: the image, cache and lock names are shared with tests/container/conftest.py.
