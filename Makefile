@@ -47,10 +47,10 @@ demo-llm: system-deps install ## language-model path: text import, train-llm --d
 
 bench: install ## speed/memory of `train` vs a bare diffusers+peft loop, and `train-llm` vs a bare transformers+peft loop
 	$(BIN)/python scripts/bench.py
-	$(BIN)/python -m secure_trainer.llm.bench
+	$(BIN)/python -m secure_trainer.devtools.llm_bench
 
 llm-evidence: install ## canary exposure, extraction and MIA AUC of a tiny LM without DP, at epsilon 8 and 1 (docs/llm.md)
-	$(BIN)/python -m secure_trainer.llm.evidence
+	$(BIN)/python -m secure_trainer.devtools.llm_evidence
 
 gpu-check: ## on a GPU: facts + ours vs the bare loop, SD1.5-size 512 px bf16 SDPA, one JSON (GPU_CHECK_DRY=1: CPU dry run)
 	bash scripts/gpu-check.sh

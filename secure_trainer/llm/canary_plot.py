@@ -8,14 +8,11 @@ secret, pseudonym or path. Writes only the file it is given.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from PIL import Image, ImageDraw
 
+from secure_trainer.llm.canary_report import CanaryReport
 from secure_trainer.privacy.mia_plot import MARGIN, SIZE
-
-if TYPE_CHECKING:
-    from secure_trainer.llm.canary_audit import CanaryReport
 
 
 def draw_exposure(report: CanaryReport, path: Path) -> Path:

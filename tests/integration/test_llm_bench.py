@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from secure_trainer.llm.bench import run, table
+from secure_trainer.devtools.llm_bench import run, table
 
 pytestmark = [pytest.mark.integration]
 

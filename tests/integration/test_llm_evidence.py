@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from secure_trainer.llm.evidence import EvidenceSize, run, table
+from secure_trainer.devtools.llm_evidence import EvidenceSize, run, table
 
 pytestmark = [pytest.mark.integration]
 

@@ -10,8 +10,8 @@ import pytest
 
 from secure_trainer.errors import DataRejected
 from secure_trainer.llm.canary import make_canaries, plant, read_sidecar, write_sidecar
-from secure_trainer.llm.canary_audit import CanaryReport
 from secure_trainer.llm.canary_plot import draw_exposure
+from secure_trainer.llm.canary_report import CanaryReport
 from secure_trainer.llm.exposure import CanaryExposure
 
 

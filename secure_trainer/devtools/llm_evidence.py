@@ -1,6 +1,6 @@
 """The memorization evidence table: canary exposure and MIA AUC without DP, at ε = 8 and ε = 1.
 
-`python -m secure_trainer.llm.evidence [WORKDIR]` builds the tiny Llama and a synthetic corpus
+`python -m secure_trainer.devtools.llm_evidence [WORKDIR]` builds the tiny Llama and a synthetic corpus
 (plus a held-out corpus of the same templates), trains three adapters with the same canaries
 (seeded, so the rows are comparable) and prints one Markdown table row per setting. Development
 evidence on synthetic data only; writes only below WORKDIR (default: a temporary folder).
@@ -16,7 +16,8 @@ from pathlib import Path
 
 from secure_trainer.devtools.synthetic_text import ALPACA_FILE, make_text_dataset
 from secure_trainer.devtools.tiny_llm import make_tiny_llm
-from secure_trainer.llm.canary_audit import CanaryReport, run_canary_audit
+from secure_trainer.llm.canary_audit import run_canary_audit
+from secure_trainer.llm.canary_report import CanaryReport
 from secure_trainer.llm.config import build_config
 from secure_trainer.llm.train import train_llm
 from secure_trainer.train.progress import NullProgress

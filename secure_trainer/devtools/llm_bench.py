@@ -1,4 +1,4 @@
-"""`python -m secure_trainer.llm.bench`: train-llm against a bare transformers+peft loop.
+"""`python -m secure_trainer.devtools.llm_bench`: train-llm against a bare transformers+peft loop.
 
 One invocation builds a random Llama (`--hidden`, `--layers`) and a synthetic chat corpus,
 then runs as separate subprocesses, on the same batches (batch `--batch`, `--cutoff` tokens,
@@ -108,7 +108,7 @@ def _child_bare(workdir: Path, steps: int, batch: int, cutoff: int) -> None:
 def run(workdir: Path, *, steps: int = 30, batch: int = 8, cutoff: int = 128,
         hidden: int = 256, layers: int = 4, warmup: int = 3) -> tuple[list[BenchRow], float]:
     """Build, run the three variants; return their rows and the mean tokens per batch."""
-    py = [sys.executable, "-m", "secure_trainer.llm.bench"]
+    py = [sys.executable, "-m", "secure_trainer.devtools.llm_bench"]
     subprocess.run([*py, "--child", "build", "--hidden", str(hidden), "--layers", str(layers),
                     str(workdir)], check=True, capture_output=True)
     common = ["--model_name_or_path", str(workdir / "model"), "--dataset",
@@ -153,7 +153,7 @@ def table(rows: list[BenchRow], tokens_per_batch: float) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry (also the children's)."""
-    parser = argparse.ArgumentParser(prog="python -m secure_trainer.llm.bench")
+    parser = argparse.ArgumentParser(prog="python -m secure_trainer.devtools.llm_bench")
     parser.add_argument("workdir", nargs="?", type=Path)
     parser.add_argument("--child", choices=("build", "bare"))
     parser.add_argument("--steps", type=int, default=30)
