@@ -8,6 +8,7 @@ import ctypes
 import os
 import resource
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -109,9 +110,11 @@ def test_real_run_child_has_no_core_and_is_isolated(dev_vault: Any, tmp_path: Pa
     try:
         assert run.wait_for("[train]", timeout=300), "\n".join(run.lines[-30:])
         found: dict[str, str] = {}
-        for _ in range(100):
+        for _ in range(2000):
+            # `train` as a word of its own: a fork that has not exec'd yet still shows the
+            # supervisor's argv (`run ... --max_train_steps`).
             kids = [k for k in children_of(run.proc.pid)
-                    if b"train" in Path(f"/proc/{k}/cmdline").read_bytes()]
+                    if b"train" in Path(f"/proc/{k}/cmdline").read_bytes().split(b"\0")]
             if kids:
                 child = kids[0]
                 argv = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
@@ -119,7 +122,7 @@ def test_real_run_child_has_no_core_and_is_isolated(dev_vault: Any, tmp_path: Pa
                 limits = Path(f"/proc/{child}/limits").read_text()
                 sup_limits = Path(f"/proc/{run.proc.pid}/limits").read_text()
                 break
-            os.sched_yield()
+            time.sleep(0.01)
         assert found, "no training child found"
         assert argv[1] == b"-I" and b"-m" in argv
         assert int(found["CapInh"], 16) == 0 and int(found["CapAmb"], 16) == 0
