@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -88,8 +89,6 @@ def test_run_and_check_agree_and_run_stops_before_training(
         with case.opened() as ws:
             model = plain / "model"
             if not model.exists():
-                import shutil
-
                 shutil.copytree(ws.models_dir / "tiny", model)
     args = tuple(a.replace("{plain}", str(plain)) for a in extra)
     policy = _site_profile(case)
@@ -154,3 +153,58 @@ def test_pre_mount_and_dataset_denials_agree(case: RunCase) -> None:
     assert code == 3 and "[train]" not in out and "[workspace]" in out, out[-2000:]
     assert {m.group(1) for line in out.splitlines()
             if (m := _DENIED_LINE.match(line))} == check_denied
+
+
+@pytest.mark.parametrize("situation", ["pickle_model", "pii_captions", "open_cipher_dir"])
+def test_model_data_and_cipher_dir_denials_agree(case: RunCase, situation: str) -> None:
+    """A pickle weight in the base model, personal data in captions (post-mount) and a cipher
+    dir others may read (pre-mount): both commands refuse with the same rule."""
+    from tests.unit.entrypoint.policy.test_policy_facts import (
+        write_pickle_ckpt,
+        write_pii_captions,
+    )
+
+    site = _site_profile(case)
+    args: tuple[str, ...] = ()
+    rule, phase_seen, phase_not_seen = "fs.cipher_dir_private", "[policy]", "[vault]"
+    with case.opened() as ws:
+        if situation == "pickle_model":
+            model = ws.models_dir / "pickled"
+            if not model.exists():
+                shutil.copytree(ws.models_dir / "tiny", model)
+                write_pickle_ckpt(model / "unet" / "diffusion_pytorch_model.bin")
+            args = ("--pretrained_model_name_or_path", "models/pickled")
+            rule, phase_seen, phase_not_seen = "model.safetensors_only", "[workspace]", "[train]"
+        elif situation == "pii_captions":
+            folder = ws.datasets_dir / "pii" / "10_x"
+            if not folder.exists():
+                folder.mkdir(parents=True)
+                write_pii_captions(folder)
+            args = ("--train_data_dir", "datasets/pii")
+            rule, phase_seen, phase_not_seen = "dataset.no_caption_pii", "[workspace]", "[train]"
+    mode = case.cipher.stat().st_mode & 0o7777
+    if situation == "open_cipher_dir":
+        case.cipher.chmod(0o755)
+    try:
+        check_code, check_denied = _check_denials(case, site, args) if situation != \
+            "open_cipher_dir" else _check_closed(case, site)
+        assert check_code == 3 and check_denied == {rule}, check_denied
+        run = RunProcess(case, steps=1, policy=str(site), extra_args=args)
+        code, out = run.finish(timeout=300)
+    finally:
+        case.cipher.chmod(mode)
+    assert code == 3 and phase_seen in out and phase_not_seen not in out, out[-2000:]
+    assert {m.group(1) for line in out.splitlines()
+            if (m := _DENIED_LINE.match(line))} == check_denied
+
+
+def _check_closed(case: RunCase, policy: Path) -> tuple[int, set[str]]:
+    """`policy check` with the workspace closed (the cipher-dir rule is judged before a mount)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "entrypoint.cli", "policy", "check", "--policy", str(policy),
+         "--json", "--cipher-dir", str(case.cipher),
+         *(["--no-privilege-drop"] if case.run_env()["ST_TRAIN_UID"] == "none" else [])],
+        env=case.run_env(), capture_output=True, text=True, timeout=300, check=False)
+    doc = json.loads(done.stdout)
+    return done.returncode, {r["id"] for r in doc["rules"]
+                             if r["action"] == "deny" and r["result"] in ("fail", "error")}
