@@ -156,6 +156,8 @@ def build_model(settings: TrainSettings, seed: int, device: torch.device, warn: 
     with torch.random.fork_rng(devices=[]):
         seed_everything(derive_seed(seed, INIT_STREAM))
         handles = lora.inject_lora(base, settings.network, param_dtype=param_dtype)
+    if base.text_encoder_2 is not None:
+        _freeze_unused_te1_layer(handles, int(base.text_encoder.config.num_hidden_layers))
     if settings.network.network_weights is not None:
         report = export.load_kohya_into(handles, settings.network.network_weights)
         if report.missing:
@@ -185,6 +187,17 @@ def build_model(settings: TrainSettings, seed: int, device: torch.device, warn: 
                 module.train()  # transformers checkpoints only in training mode
     return Model(base=base, handles=handles, train_unet="unet" in names,
                  train_text_encoder=train_te, groups=groups)
+
+
+def _freeze_unused_te1_layer(handles: Any, layers: int) -> None:
+    """SDXL conditions on CLIP-L's penultimate layer, so its last layer's LoRA never gets a
+    gradient (sd-scripts saves it untouched). Mark it frozen so DDP does not wait for it;
+    the file still carries it, at its initial value, exactly as sd-scripts writes it."""
+    marker = f"_encoder_layers_{layers - 1}_"
+    for name, (layer, _kind) in handles.modules.items():
+        if name.startswith("lora_te1_") and marker in name:
+            layer.lora_A[handles.adapter].weight.requires_grad_(False)
+            layer.lora_B[handles.adapter].weight.requires_grad_(False)
 
 
 def build_dataset(settings: TrainSettings, seed: int, warn: Warn) -> KohyaDataset:

@@ -76,6 +76,9 @@ def test_key_set_equals_sd_scripts_sdxl_reference(trained: Path, tiny_dataset: P
                 "lora_te1_text_model_encoder_layers_0_self_attn_q_proj.lora_up.weight",
                 "lora_te2_text_model_encoder_layers_0_self_attn_q_proj.lora_up.weight"):
         assert tensors[key].abs().max() > 0, key
+    # CLIP-L's last layer is never used (penultimate states): its LoRA stays at lora_up = 0,
+    # as in files sd-scripts writes.
+    assert tensors["lora_te1_text_model_encoder_layers_11_mlp_fc2.lora_up.weight"].abs().max() == 0
     assert meta["ss_base_model_version"] == "sdxl_base_v1-0"
     assert meta["modelspec.architecture"] == "stable-diffusion-xl-v1-base/lora"
     blob = json.dumps(meta)
