@@ -75,3 +75,36 @@ def test_quiet_run_shows_numbers_only(tiny_model: Any, tiny_dataset: Path, tmp_p
     leaked = [s for s in private_strings(tiny_dataset) if s.lower() in everything]
     assert leaked == []
     assert str(tiny_dataset).lower() not in everything and str(out).lower() not in everything
+
+
+def test_lora_scripts_yaml_with_caption_csv_trains(tiny_model: Any, tiny_dataset: Path,
+                                                   tmp_path: Path) -> None:
+    """`train --config run.yaml` (lora-scripts dialect): a flat image folder captioned by a
+    metadata CSV, nested sections, freeze_modules; unknown keys exit 2 naming the key."""
+    import shutil
+
+    from safetensors import safe_open
+
+    flat = tmp_path / "images"
+    flat.mkdir()
+    rows = ["file_name,caption"]
+    for image in sorted((tiny_dataset / "10_subject").glob("*.png")):
+        shutil.copy(image, flat / image.name)
+        rows.append(f'{image.name},"a red circle, {image.stem}"')
+    (tmp_path / "metadata.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    run = tmp_path / "run.yaml"
+    run.write_text(
+        f"model_config:\n  base_model: {tiny_model.diffusers_dir}\n"
+        f"train_config:\n  lora_rank: 4\n  lora_alpha: 4\n  batch_size: 2\n  epochs: 1\n"
+        f"  learning_rate: 1e-3\n  resolution: 64\n  seed: 3\n  freeze_modules: [text_encoder]\n"
+        f"data_config:\n  train_data_dir: {flat}\n  metadata_path: {tmp_path / 'metadata.csv'}\n"
+        f"output_config:\n  output_dir: {tmp_path / 'out'}\n  output_name: yaml\n",
+        encoding="utf-8")
+    proc = run_cli("train", "--quiet", "--config", str(run))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "trained 2 steps / 1 epochs" in proc.stdout  # 3 images, batch 2
+    with safe_open(str(tmp_path / "out" / "yaml.safetensors"), "pt") as fh:
+        assert all(k.startswith("lora_unet_") for k in fh.keys())  # noqa: SIM118
+    run.write_text(run.read_text(encoding="utf-8") + "warmup_ratio: 0.1\n", encoding="utf-8")
+    bad = run_cli("train", "--config", str(run))
+    assert bad.returncode == 2 and "warmup_ratio" in _one_line_error(bad.stderr, "config")
