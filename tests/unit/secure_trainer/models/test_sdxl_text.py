@@ -70,3 +70,15 @@ def test_long_prompts_chunk_like_sd_scripts(base: Any) -> None:
                                        short_ids_2, eos, "cpu")
     assert hidden.shape[:2] == (1, 152)
     torch.testing.assert_close(pooled, short_pooled)  # pooled comes from the first chunk
+
+
+def test_text_encoder_only_targets_both_encoders(base: Any) -> None:
+    """--network_train_text_encoder_only on SDXL: CLIP-L (72) + bigG (192) modules, no UNet."""
+    from secure_trainer.models.lora import inject_lora
+    from secure_trainer.settings import NetworkSettings
+
+    handles = inject_lora(base, NetworkSettings(dim=4, alpha=4, train_text_encoder_only=True))
+    prefixes = {name.split("_text_model")[0] for name in handles.modules}
+    assert prefixes == {"lora_te1", "lora_te2"} and len(handles.modules) == 264
+    assert len(handles.text_encoder_params("text_encoder_2")) == 2 * 192
+    assert not handles.unet_params()

@@ -37,6 +37,18 @@ def test_group_lrs_fall_back_and_zero_groups_are_dropped() -> None:
         resolve_groups(_params(), [], OptimizerSettings(learning_rate=0.0))
 
 
+def test_sdxl_second_text_encoder_group() -> None:
+    unet, te1, te2 = _params(), _params(), _params()
+    one = resolve_groups(unet, te1, OptimizerSettings(learning_rate=1e-3, text_encoder_lr=5e-4),
+                         te2)
+    assert [(g.name, g.lr) for g in one] == [("unet", 1e-3), ("text_encoder", 5e-4),
+                                            ("text_encoder_2", 5e-4)]
+    two = resolve_groups(unet, te1, OptimizerSettings(learning_rate=1e-3, text_encoder_lr=5e-4,
+                                                      text_encoder_lr_2=0.0), te2)
+    assert [g.name for g in two] == ["unet", "text_encoder"]
+    assert all(not p.requires_grad for p in te2)
+
+
 @pytest.mark.parametrize("name, cls", [("", torch.optim.AdamW), ("adamw", torch.optim.AdamW),
                                        ("SGDNesterov", torch.optim.SGD)])
 def test_torch_optimizers(name: str, cls: type) -> None:
