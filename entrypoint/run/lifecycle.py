@@ -227,7 +227,7 @@ class Lifecycle:
             with deferred_signals():  # gocryptfs daemonizes: never leave a mount teardown missed
                 try:
                     # runs/ and tmp/ must be usable by the training uid (it caches in tmp/<run>).
-                    self._ws.open(passphrase, owner=s.train_ids)
+                    self._ws.open(passphrase, owner=s.train_ids, tied=True)  # dies with us
                     self._mounted = True
                 finally:
                     passphrase.wipe()

@@ -5,13 +5,23 @@
 SECURITY: the passphrase reaches gocryptfs only through a stdin pipe — never argv, env or a file
 (-passfile/-extpass are not used); the stdin buffer is a bytearray wiped after use. Error messages
 never name the cipher dir, the mountpoint or anything inside them.
+
+Two mount modes. The default (`workspace open`) lets gocryptfs daemonize, so the mount outlives
+the command. The *tied* mode (`run`) keeps gocryptfs in the foreground (`-fg`) as a child of the
+supervisor, in its own session (a terminal's Ctrl-C must not unmount under the teardown), with
+PR_SET_PDEATHSIG=SIGTERM: if the supervisor dies, even by SIGKILL, gocryptfs gets SIGTERM and
+unmounts — lazily (`fusermount -u -z`) when a process still holds the mount busy — and exits, so
+no plaintext view outlives the supervisor.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
+import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +29,7 @@ from entrypoint import proc
 from entrypoint.errors import WorkspaceError
 from entrypoint.secret import Secret
 from entrypoint.workspace.mounts import fuse_daemon_pid, is_fuse_mounted
+from entrypoint.workspace.tether import ParentDeathSignal
 
 __all__ = [
     "DEFAULT_STATE_DIR",
@@ -43,6 +54,19 @@ _EXIT_MOUNTPOINT = 10
 _EXIT_PASSWORD = 12
 _EXIT_LOADCONF = 23
 _NOT_INITIALISED = "the cipher dir is not initialised (run `secure-trainer keys init`)"
+_POLL_S = 0.02  # how often a tied mount is checked for being live
+_REAP_S = 5.0  # how long an unmounted foreground gocryptfs gets to exit
+
+
+def _mount_error(rc: int) -> WorkspaceError:
+    """The one-line error for a failed gocryptfs mount with exit status `rc`."""
+    if rc == _EXIT_PASSWORD:
+        return WorkspaceError("wrong passphrase for the workspace")
+    if rc in (_EXIT_CIPHERDIR, _EXIT_LOADCONF):
+        return WorkspaceError("the cipher dir is not a valid gocryptfs dir")
+    if rc == _EXIT_MOUNTPOINT:
+        return WorkspaceError("the mountpoint is not usable (not empty or not a directory)")
+    return WorkspaceError(f"gocryptfs mount failed (exit {rc})")
 
 
 def state_dir(env: dict[str, str] | None = None) -> Path:
@@ -95,6 +119,8 @@ class Gocryptfs:
         self.umount = umount
         self.timeout = timeout
         self._scratch_dir = scratch_dir
+        # Foreground gocryptfs children of tied mounts, by mountpoint (reaped at unmount).
+        self._tied: dict[str, subprocess.Popen[bytes]] = {}
 
     def _run(self, argv: list[str], stdin: bytearray | None, what: str,
              check: bool = False) -> int:
@@ -119,10 +145,13 @@ class Gocryptfs:
         del rc
 
     def mount(self, cipher_dir: Path, mountpoint: Path, passphrase: Secret, *,
-              allow_other: bool = True, read_only: bool = False, noexec: bool = True) -> None:
+              allow_other: bool = True, read_only: bool = False, noexec: bool = True,
+              tied: bool = False) -> None:
         """Mount `cipher_dir` on `mountpoint` (must exist, be empty and not mounted).
 
-        gocryptfs daemonizes after the mount is live; this returns when it is. `allow_other`
+        gocryptfs daemonizes after the mount is live; this returns when it is. With `tied` it
+        stays a foreground child of this process instead and unmounts when this process (more
+        exactly: the calling thread) dies; this returns once the mount is live. `allow_other`
         lets the unprivileged training user reach a root-made mount (kernel default_permissions
         then apply); `noexec` keeps binaries in the workspace from running.
         Raises WorkspaceError: wrong passphrase, not a cipher dir, mountpoint busy, gocryptfs error.
@@ -138,7 +167,7 @@ class Gocryptfs:
         if not Path("/dev/fuse").exists():
             raise WorkspaceError("/dev/fuse is missing: run the container with --device /dev/fuse "
                                  "(natively: modprobe fuse)")
-        argv = [self.binary, "-q"]
+        argv = [self.binary, "-q", *(["-fg"] if tied else [])]
         if allow_other:
             argv.append("-allow_other")
         if read_only:
@@ -148,18 +177,58 @@ class Gocryptfs:
         argv += ["--", str(cipher_dir), str(mountpoint)]
         buf = _stdin_lines(passphrase)
         try:
+            if tied:
+                self._mount_tied(argv, buf, mountpoint)
+                return
             rc = self._run(argv, buf, "gocryptfs mount")
         finally:
             _wipe(buf)
-        if rc == 0:
+        if rc != 0:
+            raise _mount_error(rc)
+
+    def _mount_tied(self, argv: list[str], buf: bytearray, mountpoint: Path) -> None:
+        """Start foreground gocryptfs tied to us, feed `buf` on stdin, wait until mounted."""
+        tether = ParentDeathSignal(signal.SIGTERM)  # prepared before the fork (no dlopen after)
+        try:
+            # SECURITY: argv list, minimal env, the passphrase only on the stdin pipe; stdout and
+            # stderr are dropped (gocryptfs logs there in -fg mode and may name paths).
+            child = subprocess.Popen(
+                argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL, env=proc.minimal_env(), close_fds=True,
+                start_new_session=True, preexec_fn=tether.apply,  # noqa: PLW1509
+                bufsize=0)
+        except FileNotFoundError:
+            raise WorkspaceError("gocryptfs mount failed: the program is not installed") from None
+        except OSError as exc:
+            raise WorkspaceError(f"gocryptfs mount failed: could not start ({exc.strerror})") \
+                from None
+        assert child.stdin is not None
+        try:
+            child.stdin.write(buf)  # unbuffered: no copy of the passphrase in a Python buffer
+            child.stdin.close()
+        except OSError:
+            pass  # gocryptfs exited early; its exit status says why
+        deadline = time.monotonic() + self.timeout
+        while not self.is_mounted(mountpoint):
+            rc = child.poll()
+            if rc is not None:
+                raise _mount_error(rc)
+            if time.monotonic() > deadline:
+                child.kill()
+                child.wait()
+                raise WorkspaceError(f"gocryptfs mount failed: timed out after {self.timeout:g}s")
+            time.sleep(_POLL_S)
+        self._tied[os.path.realpath(mountpoint)] = child
+
+    def _reap(self, mountpoint: Path) -> None:
+        """Wait briefly for a tied mount's gocryptfs to exit after its unmount."""
+        child = self._tied.pop(os.path.realpath(mountpoint), None)
+        if child is None:
             return
-        if rc == _EXIT_PASSWORD:
-            raise WorkspaceError("wrong passphrase for the workspace")
-        if rc in (_EXIT_CIPHERDIR, _EXIT_LOADCONF):
-            raise WorkspaceError("the cipher dir is not a valid gocryptfs dir")
-        if rc == _EXIT_MOUNTPOINT:
-            raise WorkspaceError("the mountpoint is not usable (not empty or not a directory)")
-        raise WorkspaceError(f"gocryptfs mount failed (exit {rc})")
+        try:
+            child.wait(timeout=_REAP_S)
+        except subprocess.TimeoutExpired:
+            pass  # a lazy unmount: it serves open files until they close, then exits
 
     def unmount(self, mountpoint: Path, *, lazy: bool = False) -> None:
         """Unmount the gocryptfs mount at `mountpoint`; a no-op when nothing is mounted there.
@@ -168,6 +237,7 @@ class Gocryptfs:
         (busy: a process still has files open).
         """
         if not self.is_mounted(mountpoint):
+            self._reap(mountpoint)
             return
         flag = "-uz" if lazy else "-u"
         attempts = [[self.fusermount, flag, "--", str(mountpoint)]]
@@ -176,6 +246,7 @@ class Gocryptfs:
         for argv in attempts:
             try:
                 if self._run(argv, None, "unmount") == 0 and not self.is_mounted(mountpoint):
+                    self._reap(mountpoint)
                     return
             except WorkspaceError:
                 continue  # the next tool may exist where this one does not
@@ -305,17 +376,20 @@ class Workspace:
         self.gocryptfs.init_cipher(self.cipher_dir, passphrase)
 
     def open(self, passphrase: Secret, *, allow_other: bool = True,
-             owner: tuple[int, int] | None = None) -> None:
+             owner: tuple[int, int] | None = None, tied: bool = False) -> None:
         """Mount the workspace and create the layout on first open.
 
         Refuses an already-mounted or non-empty mountpoint. With `owner` (uid, gid of the
         training user) `runs/` and `tmp/` become writable by that user; `audit/` stays root-only.
+        With `tied` the mount lives only as long as this process (see `Gocryptfs.mount`); call
+        it from the main thread.
         Raises WorkspaceError; on a layout failure the mount is undone.
         """
         if self.gocryptfs.is_mounted(self.mountpoint):
             raise WorkspaceError("the workspace is already mounted")
         self.mountpoint.mkdir(mode=0o755, parents=True, exist_ok=True)
-        self.gocryptfs.mount(self.cipher_dir, self.mountpoint, passphrase, allow_other=allow_other)
+        self.gocryptfs.mount(self.cipher_dir, self.mountpoint, passphrase,
+                             allow_other=allow_other, tied=tied)
         try:
             self._ensure_layout(owner)
         except OSError as exc:
