@@ -100,14 +100,20 @@ def make_tiny_sdxl(out: Path, *, full_size: bool = False) -> TinyModelPaths:
             CLIPTokenizer,
         )
 
+        dtype = torch.float16 if full_size else torch.float32
+        previous = torch.get_default_dtype()
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(SEED)
-            unet = UNet2DConditionModel.from_config(strip_private(cfgs["unet"]))
-            vae = AutoencoderKL.from_config(strip_private(cfgs["vae"]))
-            te1 = CLIPTextModel(CLIPTextConfig(**strip_private(cfgs["text_encoder"])))
-            te2 = CLIPTextModelWithProjection(
-                CLIPTextConfig(**strip_private(cfgs["text_encoder_2"])))
-        dtype = torch.float16 if full_size else torch.float32
+            # Full size is built directly in fp16: ~7 GB instead of ~14 GB of fp32 first.
+            torch.set_default_dtype(dtype)
+            try:
+                unet = UNet2DConditionModel.from_config(strip_private(cfgs["unet"]))
+                vae = AutoencoderKL.from_config(strip_private(cfgs["vae"]))
+                te1 = CLIPTextModel(CLIPTextConfig(**strip_private(cfgs["text_encoder"])))
+                te2 = CLIPTextModelWithProjection(
+                    CLIPTextConfig(**strip_private(cfgs["text_encoder_2"])))
+            finally:
+                torch.set_default_dtype(previous)
         for module in (unet, vae, te1, te2):
             module.to(dtype)
         tokenizers = []
@@ -138,11 +144,15 @@ def make_tiny_sdxl(out: Path, *, full_size: bool = False) -> TinyModelPaths:
         META_VOCAB: (tok_dir / "vocab.json").read_text(encoding="utf-8"),
         META_MERGES: (tok_dir / "merges.txt").read_text(encoding="utf-8"),
     }
-    from safetensors.torch import save
+    from safetensors.torch import save, save_file
 
     from secure_trainer.kohya.export import canonical_header
 
     single_file = out / (SINGLE_FILE_NAME if not full_size else "full-sdxl.safetensors")
-    blob = save({k: v.contiguous() for k, v in ldm.items()}, metadata=metadata)
-    single_file.write_bytes(canonical_header(blob))
+    tensors = {k: v.contiguous() for k, v in ldm.items()}
+    if full_size:
+        # ~7 GB: written directly, not held as bytes twice (header order is cosmetic here).
+        save_file(tensors, str(single_file), metadata=metadata)
+    else:
+        single_file.write_bytes(canonical_header(save(tensors, metadata=metadata)))
     return TinyModelPaths(diffusers_dir=diffusers_dir, single_file=single_file)
