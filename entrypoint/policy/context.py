@@ -18,6 +18,7 @@ from entrypoint.errors import ConfigError
 
 if TYPE_CHECKING:
     from entrypoint.policy.profiles import Profile
+    from secure_trainer.llm.config import LlmTrainConfig
     from secure_trainer.settings import TrainSettings
 
 __all__ = ["AuditModeName", "Canary", "PolicyContext", "TokenInfo", "parse_canary"]
@@ -52,7 +53,8 @@ class PolicyContext:
 
     profile: Profile
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
-    train: TrainSettings | None = None
+    train: TrainSettings | LlmTrainConfig | None = None
+    """Kohya's settings, or a train-llm config (`run --trainer llm`)."""
     workspace_dir: Path | None = None
     cipher_dir: Path | None = None
     drop_ids: tuple[int, int] | None = None

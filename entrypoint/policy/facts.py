@@ -154,6 +154,14 @@ class DatasetFacts:
     captions_with_pii: int
     pii_by_type: dict[str, int]  # PII type label -> number of findings (captions and config)
     config_strings_with_pii: int  # class_tokens / caption_prefix / caption_suffix with PII
+    # A text (JSONL) dataset of `run --trainer llm`; the image counts above are then 0.
+    kind: str = "images"  # images | text
+    records: int = 0  # JSONL records the trainer will read
+    records_with_pii: int = 0  # records whose text holds PII now (found and not redacted)
+    records_without_subject: int = 0  # records with no subject id (user-level DP needs one)
+    subjects: int = 0  # distinct subject ids
+    import_report: bool | None = None  # text: `data import-text` left its report beside it
+    pii_mode: str | None = None  # text: the import's PII mode (redact | reject | report)
 
 
 @dataclass(frozen=True)
@@ -168,6 +176,9 @@ class TrainingFacts:
     logging_in_workspace: bool | None  # None when no logging_dir is set
     model_in_workspace: bool  # the base model resolves (symlinks, `..`) inside the workspace
     dataset_in_workspace: bool  # every subset folder resolves inside the workspace
+    trainer: str = "kohya"  # kohya (image LoRA) | llm (train-llm)
+    dp_unit: str = "image"  # the DP privacy unit: image (kohya), subject | record (llm)
+    canaries: int = 0  # canary secrets planted for the memorization audit (llm)
 
 
 # coupling: section names are the CEL root identifiers; gatherers/__init__.py has one per name.

@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from entrypoint.audit.anchor import anchor_run
 from entrypoint.audit.applog import AppAuditLog
@@ -47,6 +48,11 @@ from entrypoint.workspace.gocryptfs import Gocryptfs, Workspace
 from entrypoint.workspace.grants import grant_group_read, revoke_group_read
 from entrypoint.workspace.keys import KeyManager
 
+if TYPE_CHECKING:
+    from secure_trainer.llm.config import LlmTrainConfig
+    from secure_trainer.settings import DPSettings
+
+TRAINERS = ("kohya", "llm")
 AUDIT_LOG = "app.jsonl"  # coupling: registry_cmd AUDIT_LOG_RELPATH = audit/app.jsonl
 _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
 # Exit codes of the child that keep their meaning for the user (config / data problems).
@@ -80,10 +86,12 @@ class RunSettings:
     """ST_POLICY_CANARY: an IP:PORT that must stay unreachable (egress proof for the policy)."""
     log_level: str = "warning"
     """ST_LOG_LEVEL: the log level the policy judges (the same variable `policy check` reads)."""
+    trainer: str = "kohya"
+    """`kohya` (`train`, image LoRA) or `llm` (`train-llm`: CONFIG.yaml, then --key value)."""
 
     @classmethod
     def from_env(cls, env: dict[str, str], *, policy: str, train_args: list[str],
-                 vault_files: tuple[Path, ...] = ()) -> RunSettings:
+                 vault_files: tuple[Path, ...] = (), trainer: str = "kohya") -> RunSettings:
         """Read ST_CIPHER_DIR, ST_MOUNTPOINT, ST_STATE_DIR, ST_TRAIN_UID/GID, ST_AUDIT_MODE
         (kernel|host|app, default app; the same variable `policy check` reads).
 
@@ -93,6 +101,8 @@ class RunSettings:
             cipher, mnt = Path(env["ST_CIPHER_DIR"]), Path(env["ST_MOUNTPOINT"])
         except KeyError:
             raise ConfigError("set ST_CIPHER_DIR and ST_MOUNTPOINT (the encrypted workspace)") from None
+        if trainer not in TRAINERS:
+            raise ConfigError("--trainer must be kohya or llm")
         raw_uid = env.get("ST_TRAIN_UID", "10001")
         ids: tuple[int, int] | None = None
         if raw_uid != "none" and os.geteuid() == 0:
@@ -110,7 +120,7 @@ class RunSettings:
                    owner=env.get("ST_OWNER", "unspecified"),
                    purpose=env.get("ST_PURPOSE", "unspecified"),
                    legal_basis=env.get("ST_LEGAL_BASIS", "unspecified"),
-                   retention_days=retention_from_env(env))
+                   retention_days=retention_from_env(env), trainer=trainer)
 
 
 _usable_by = usable_by  # coupling: older tests import it from here
@@ -183,7 +193,8 @@ class Lifecycle:
                           trainer_uid=s.train_ids[0] if s.train_ids else os.geteuid(),
                           binary=_program(), vault_files=s.vault_files)
 
-    def _preflight(self, phase: str, train: object | None) -> None:
+    def _preflight(self, phase: str, train: object | None,
+                   log_level: str | None = None) -> None:
         from entrypoint.policy import PolicyContext, load_profile, parse_canary
         from entrypoint.policy.preflight import preflight
 
@@ -191,7 +202,7 @@ class Lifecycle:
         ctx = PolicyContext(profile=load_profile(s.policy), train=train,  # type: ignore[arg-type]
                             workspace_dir=s.mountpoint, cipher_dir=s.cipher_dir,
                             drop_ids=s.train_ids, audit_mode=s.audit_mode.value,
-                            log_level=s.log_level,
+                            log_level=log_level or s.log_level,
                             canary=parse_canary(s.canary) if s.canary else None)
         try:
             decision = preflight(phase, ctx)  # type: ignore[arg-type]
@@ -273,6 +284,8 @@ class Lifecycle:
         from secure_trainer.kohya.config import parse_train_args
 
         s = self._s
+        if s.trainer == "llm":
+            return self._train_and_seal_llm()
         tmp = self._ws.tmp_dir / self.run_id
         args = list(s.train_args)
         if not _has_flag(s.train_args, "--output_dir"):
@@ -376,17 +389,117 @@ class Lifecycle:
 
         Fails closed: a run asked for DP whose trainer left no record is not sealed as private.
         """
+        return Lifecycle._checked_dp(settings.dp, lora)  # type: ignore[attr-defined]
+
+    @staticmethod
+    def _checked_dp(dp: DPSettings, lora: Path) -> dict[str, object] | None:
         from secure_trainer.privacy.dp_record import read_record
 
         record = read_record(lora)
-        if settings.dp.enabled and record is None:  # type: ignore[attr-defined]
+        if dp.enabled and record is None:
             raise TrainingError("DP was requested but the trainer wrote no DP record")
         if record is None:
             return None
         from entrypoint.run.dp_check import check_dp_record
 
         # SECURITY: the trainer wrote the record; seal only an ε root recomputed (else exit 7).
-        return asdict(check_dp_record(record, settings.dp))  # type: ignore[attr-defined]
+        return asdict(check_dp_record(record, dp))
+
+    # --- `--trainer llm`: the same envelope around `train-llm` (entrypoint/run/llm_job.py) ---
+
+    def _here(self, path: Path) -> Path:
+        return path if path.is_absolute() else self._s.mountpoint / path
+
+    def _train_and_seal_llm(self) -> Path:
+        from entrypoint.run.llm_job import CONFIG_NAME, LlmJob, refusals
+
+        s = self._s
+        job = LlmJob.parse(s.train_args)  # the YAML path is the caller's (read before chdir)
+        run_out = f"runs/{self.run_id}/out"  # coupling: RunOutputs.out_arg
+        tmp = self._ws.tmp_dir / self.run_id
+        tmp.mkdir(parents=True, exist_ok=True)
+        if s.train_ids:
+            os.chown(tmp, *s.train_ids)
+        cwd = os.getcwd()
+        os.chdir(s.mountpoint)  # relative config paths resolve inside the workspace
+        try:
+            config = job.config(run_out)
+            self._preflight("post-mount", config, job.log_level)
+        finally:
+            os.chdir(cwd)  # never hold the mount busy past this point
+        refusals(config, user_output=job.user_output)
+        outputs = RunOutputs.create(s.mountpoint, self.run_id, s.train_ids)
+        try:
+            # The child reads exactly the config the policy judged, from the root-owned run dir.
+            text = job.child_yaml(run_out)
+            rel = outputs.write_trainer_config(CONFIG_NAME, text,
+                                               s.train_ids[1] if s.train_ids else None)
+            args = job.child_args(rel, job.log_level or s.log_level)
+            return self._train_llm_into(outputs, config, args, tmp,
+                                        hashlib.sha256(text).hexdigest())
+        finally:
+            outputs.close()  # an open fd would keep the mount busy at teardown
+
+    def _train_llm_into(self, outputs: RunOutputs, config: LlmTrainConfig, args: list[str],
+                        tmp: Path, config_sha: str) -> Path:
+        from entrypoint.redact import Redactor
+        from entrypoint.run.run_names import dataset_names
+
+        s = self._s
+        data = self._here(config.dataset_path)
+        if s.train_ids:  # the model folder and the one JSONL file, nothing else
+            grant_group_read([self._here(config.model_name_or_path), data],
+                             root=s.mountpoint, gid=s.train_ids[1])
+        # SECURITY: the dataset's folder names and file names never reach the terminal.
+        redactor = Redactor([str(s.mountpoint), str(s.cipher_dir)])
+        redactor.register_names(dataset_names([data.parent], s.mountpoint))
+        self._phase("train")
+        self._audit("train_start", uid=s.train_ids[0] if s.train_ids else os.geteuid(),
+                    trainer="train-llm")
+        started = time.time()
+        code = self._trainer(args, cwd=s.mountpoint, tmp=tmp, ids=s.train_ids,
+                             extra_env=s.extra_env, redact=[str(s.mountpoint), str(s.cipher_dir)],
+                             echo=lambda line: self._echo(redactor.scrub(line)),
+                             command="train-llm")
+        self._audit("train_end", exit_code=code, seconds=round(time.time() - started, 1))
+        if self._contain("after_train"):
+            raise TrainingError("a process of the trainer outlived it (killed); not sealed")
+        if code:
+            raise _CHILD_ERRORS.get(code, TrainingError)(f"training failed (trainer exit {code})")
+        # SECURITY: out/ becomes root's and read-only; an adapter file that is a link fails here.
+        adapter = outputs.take_back_adapter()
+        self._phase("seal")
+        self._seal_llm(config, adapter, data, started, outputs, config_sha)
+        return adapter
+
+    def _seal_llm(self, config: LlmTrainConfig, adapter: Path, data: Path, started: float,
+                  outputs: RunOutputs, config_sha: str) -> None:
+        from entrypoint.run.llm_job import dp_settings
+        from secure_trainer.registry import file_sha256
+
+        s = self._s
+        try:
+            data_sha = file_sha256(data)
+        except OSError:
+            raise TrainingError("the dataset could not be hashed for the seal") from None
+        adapter_sha = outputs.sha256(adapter.name)  # dir fd + O_NOFOLLOW, never a path walk
+        dp = self._checked_dp(dp_settings(config), adapter)
+        register_sealed_run(
+            registry_path=self._ws.registry_path, root=s.mountpoint, run_id=self.run_id,
+            run_dir=self._ws.runs_dir / self.run_id, lora=adapter,
+            base_model=config.model_name_or_path, data_dirs=[data.parent],
+            image_hashes=[data_sha], governance=Governance.for_policy(
+                s.policy, owner=s.owner, purpose=s.purpose, legal_basis=s.legal_basis,
+                retention_days=s.retention_days))
+        if dp is not None:
+            self._audit("dp", **{k: dp[k] for k in _DP_AUDIT_FIELDS},
+                        privacy_unit=dp["privacy_unit"])
+        seq = self._audit("sealed", lora_sha256=adapter_sha, trainer="train-llm")
+        manifest = {"run_id": self.run_id, "trainer": "train-llm", "config_sha256": config_sha,
+                    "dataset_sha256": [data_sha], "lora_sha256": adapter_sha,
+                    "started": round(started, 1), "sealed": round(time.time(), 1),
+                    "audit_seq": seq, "dp": dp}
+        outputs.write_manifest(json.dumps(manifest, indent=2).encode())  # O_EXCL|O_NOFOLLOW
 
     def _teardown(self, owns_marker: bool) -> None:
         """Undo what this run did, newest first; collect our errors and raise the first one

@@ -19,11 +19,15 @@ from pathlib import Path
 from entrypoint.errors import TrainingError, WorkspaceError
 from entrypoint.fsafe import create_at, open_dir, open_regular, set_owner_mode, sha256_at, walk
 
-__all__ = ["OUT", "RunOutputs"]
+__all__ = ["ADAPTER_FILES", "ADAPTER_OPTIONAL", "ADAPTER_WEIGHTS", "OUT", "RunOutputs"]
 
 OUT = "out"
 RUNS = "runs"  # coupling: Workspace.runs_dir
 _DP_SUFFIX = ".dp.json"  # coupling: secure_trainer/privacy/dp_record.py RECORD_SUFFIX
+# coupling: secure_trainer/llm/export.py (PEFT's file names) and llm/canary.py (canaries.json).
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+ADAPTER_FILES = (ADAPTER_WEIGHTS, "adapter_config.json")
+ADAPTER_OPTIONAL = ("adapter_model" + _DP_SUFFIX, "canaries.json")
 
 
 class RunOutputs:
@@ -85,8 +89,26 @@ class RunOutputs:
         """
         if not output_name or "/" in output_name or output_name.startswith("."):
             raise TrainingError("--output_name must be a plain file name")
+        lora = f"{output_name}.safetensors"
+        self._take_back((lora,), (output_name + _DP_SUFFIX,),
+                        missing="training finished but wrote no LoRA")
+        return self.path / lora
+
+    def take_back_adapter(self) -> Path:
+        """`take_back` for a train-llm run: the PEFT adapter (config and weights, required),
+        its DP record and canary list (when written) move up; returns the weights' path.
+
+        Raises TrainingError (missing or not a regular file), WorkspaceError (swapped entry).
+        """
+        self._take_back(ADAPTER_FILES, ADAPTER_OPTIONAL,
+                        missing="training finished but wrote no adapter", check_optional=True)
+        return self.path / ADAPTER_WEIGHTS
+
+    def _take_back(self, required: tuple[str, ...], optional: tuple[str, ...], *,
+                   missing: str, check_optional: bool = False) -> None:
         me = (os.geteuid(), os.getegid())  # root for a dropped trainer; else the user itself
         out_fd = open_dir(OUT, dir_fd=self._fd)
+        moved: list[str] = []
         try:
             for entry in walk(out_fd):
                 ro = 0o500 if stat.S_ISDIR(entry.st.st_mode) else 0o400
@@ -96,20 +118,32 @@ class RunOutputs:
             os.fchmod(out_fd, 0o500)
             os.fchown(self._fd, *me)
             os.fchmod(self._fd, 0o700)
-            lora = f"{output_name}.safetensors"
-            for name in (lora, output_name + _DP_SUFFIX):
+            for name in (*required, *optional):
                 try:
                     os.rename(name, name, src_dir_fd=out_fd, dst_dir_fd=self._fd)
                 except FileNotFoundError:
-                    if name == lora:
-                        raise TrainingError("training finished but wrote no LoRA") from None
+                    if name in required:
+                        raise TrainingError(missing) from None
+                    continue
+                if name in required or check_optional:
+                    moved.append(name)
         finally:
             os.close(out_fd)
-        try:
-            os.close(open_regular(self._fd, lora))
-        except WorkspaceError:
-            raise TrainingError("the trainer's LoRA is not a regular file; not sealed") from None
-        return self.path / lora
+        for name in moved:
+            try:
+                os.close(open_regular(self._fd, name))
+            except WorkspaceError:
+                what = "LoRA" if name.endswith(".safetensors") else "output"
+                raise TrainingError(f"the trainer's {what} is not a regular file; "
+                                    "not sealed") from None
+
+    def write_trainer_config(self, name: str, data: bytes, gid: int | None) -> str:
+        """Create `name` (0640, group `gid`) in the run dir for the trainer to read; returns
+        its path relative to the workspace. The run dir is root's, so nothing can race it."""
+        create_at(self._fd, name, data, mode=0o640 if gid is not None else 0o600)
+        if gid is not None:
+            os.chown(name, -1, gid, dir_fd=self._fd, follow_symlinks=False)
+        return f"{RUNS}/{self.path.name}/{name}"
 
     def sha256(self, name: str) -> str:
         """sha256 of the regular file `name` in the run dir (never through a link)."""

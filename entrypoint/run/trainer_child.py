@@ -1,6 +1,6 @@
 """The training child of `run`: minimal env, privilege drop, parent-death signal, redacted output.
 
-`run_trainer(...)` starts `python -I -m entrypoint.cli train ...` inside the workspace and streams
+`run_trainer(...)` starts `python -I -m entrypoint.cli train ...` (or `train-llm ...`) inside the workspace and streams
 its redacted output; `child_preexec(ids)` is the fork-side setup (drop, then PR_SET_PDEATHSIG),
 prepared before the fork so the child makes system calls only (no dlopen while threads run).
 `-I` keeps the workspace (the cwd, which the trainer can write) and PYTHON* variables off
@@ -26,7 +26,7 @@ from entrypoint.redact import Redactor
 from entrypoint.run.privileges import PreparedDrop
 from entrypoint.run.signals import deferred_signals
 
-__all__ = ["CACHE_VARS", "TrainerSpawner", "child_preexec", "run_trainer", "trainer_argv",
+__all__ = ["CACHE_VARS", "TRAINER_COMMANDS", "TrainerSpawner", "child_preexec", "run_trainer", "trainer_argv",
            "trainer_env", "usable_by"]
 
 # coupling: entrypoint/run/wipe.py CACHE_ENV_VARS (what a wipe looks for).
@@ -45,8 +45,9 @@ class TrainerSpawner(Protocol):
 
     def __call__(self, args: list[str], *, cwd: Path, tmp: Path, ids: tuple[int, int] | None,
                  extra_env: dict[str, str], redact: list[str],
-                 echo: Callable[[str], None]) -> int:
-        """Run the trainer with `args` in `cwd` as `ids`; echo redacted output; exit code."""
+                 echo: Callable[[str], None], command: str = "train") -> int:
+        """Run the trainer `command` (`train` or `train-llm`) with `args` in `cwd` as `ids`;
+        echo redacted output; exit code. `run` passes `command` only for train-llm."""
         ...
 
 
@@ -59,10 +60,15 @@ def usable_by(path: Path, uid: int) -> bool:
     return True
 
 
-def trainer_argv(args: list[str]) -> list[str]:
+TRAINER_COMMANDS = ("train", "train-llm")
+
+
+def trainer_argv(args: list[str], command: str = "train") -> list[str]:
     """The child's argv: this interpreter, isolated (`-I`: no cwd, PYTHON* env or user site on
-    sys.path), running `entrypoint.cli train ARGS`."""
-    return [sys.executable, "-I", "-m", "entrypoint.cli", "train", *args]
+    sys.path), running `entrypoint.cli COMMAND ARGS` (`train` or `train-llm`)."""
+    if command not in TRAINER_COMMANDS:
+        raise ConfigError("unknown trainer command")
+    return [sys.executable, "-I", "-m", "entrypoint.cli", command, *args]
 
 
 def trainer_env(tmp: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -103,8 +109,8 @@ def child_preexec(ids: tuple[int, int] | None) -> Callable[[], None]:
 
 def run_trainer(args: list[str], *, cwd: Path, tmp: Path, ids: tuple[int, int] | None,
                 extra_env: dict[str, str], redact: list[str],
-                echo: Callable[[str], None]) -> int:
-    """Run `secure-trainer train ARGS` in `cwd`, echo its redacted output, return its exit code.
+                echo: Callable[[str], None], command: str = "train") -> int:
+    """Run `secure-trainer COMMAND ARGS` (`train` or `train-llm`) in `cwd`, echo its redacted output, return its exit code.
 
     On any exception (SIGTERM → `Interrupted` included) the child gets SIGTERM, then SIGKILL
     after a grace period, and is reaped before the exception propagates, so teardown never
@@ -121,7 +127,7 @@ def run_trainer(args: list[str], *, cwd: Path, tmp: Path, ids: tuple[int, int] |
     try:
         with deferred_signals():  # a signal between fork and assignment must not lose the pid
             proc = subprocess.Popen(
-                trainer_argv(args), cwd=cwd,
+                trainer_argv(args, command), cwd=cwd,
                 env=trainer_env(tmp, extra_env), stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                 # The hook only calls prctl/set*id (no locks taken in Python code); the Vault

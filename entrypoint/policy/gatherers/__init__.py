@@ -20,12 +20,30 @@ from entrypoint.policy.gatherers import (
     model,
     network,
     process,
+    text,
     training,
     vault,
 )
 
 __all__ = ["GATHERERS", "NEEDS_TRAIN_SETTINGS", "gather_facts"]
 
+
+
+def _gather_model(ctx: PolicyContext) -> Any:
+    return text.model_facts(ctx.train) if text.is_llm(ctx.train) else model.gather(ctx)  # type: ignore[arg-type]
+
+
+def _gather_dataset(ctx: PolicyContext) -> Any:
+    return text.dataset_facts(ctx.train) if text.is_llm(ctx.train) else dataset.gather(ctx)  # type: ignore[arg-type]
+
+
+def _gather_training(ctx: PolicyContext) -> Any:
+    if text.is_llm(ctx.train):
+        return text.training_facts(ctx, ctx.train)  # type: ignore[arg-type]
+    return training.gather(ctx)
+
+
+# The run's own sections have two sources: Kohya's TrainSettings or a train-llm config.
 GATHERERS: dict[str, Callable[[PolicyContext], Any]] = {
     "process": process.gather,
     "fs": fs.gather,
@@ -33,9 +51,9 @@ GATHERERS: dict[str, Callable[[PolicyContext], Any]] = {
     "gpu": gpu.gather,
     "vault": vault.gather,
     "audit": audit.gather,
-    "model": model.gather,
-    "dataset": dataset.gather,
-    "training": training.gather,
+    "model": _gather_model,
+    "dataset": _gather_dataset,
+    "training": _gather_training,
 }
 # Sections that describe the training run itself: without trainer settings there is nothing
 # to describe, so they stay None (a lifecycle phase then denies the rules reading them, fail
