@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # `make demo-llm`: private LoRA fine-tuning of a language model on embedded defaults — a local
 # OpenBao dev server, a tiny random Llama and a synthetic text corpus with subjects and planted
-# PII, imported through the text sanitizer into a gocryptfs workspace, fine-tuned with
-# user-level DP and canaries inside that workspace, then the canary memorization audit.
-# Needs root (FUSE). Not yet through `secure-trainer run` (docs/llm.md says what is missing).
+# PII, imported through the text sanitizer into a gocryptfs workspace, then fine-tuned with
+# user-level DP and canaries by `secure-trainer run --trainer llm` (policy, Vault, mount, audit,
+# train, seal, unmount, wipe), then the canary memorization audit on the sealed adapter.
+# Needs root (FUSE).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ST="$(pwd)/${VENV:-.venv}/bin/secure-trainer"
@@ -33,20 +34,41 @@ cp -r "$DEMO/src/model" "$ST_MOUNTPOINT/models/tiny-llm"
 
 echo "[demo-llm] data import-text: PII redacted, duplicates dropped, counts only"
 "$ST" data import-text "$DEMO/src/data/chat.jsonl" --name notes --workspace "$ST_MOUNTPOINT"
+"$ST" workspace close >/dev/null
 
-echo "[demo-llm] train-llm --dp (user-level, ε target 8) with 3 planted canaries"
-OUT="$ST_MOUNTPOINT/runs/demo-llm"
-"$ST" train-llm --model_name_or_path "$ST_MOUNTPOINT/models/tiny-llm" \
-  --dataset "$ST_MOUNTPOINT/datasets/notes/train.jsonl" --output_dir "$OUT" \
-  --overwrite_output_dir true --lora_rank 8 --learning_rate 1e-2 --max_steps "$STEPS" \
-  --cutoff_len 128 --canaries 3 --dp true --target_epsilon 8 --quiet
+# The venv of a native checkout lives where the unprivileged uid may not reach it (e.g. /root):
+# then the demo trains as the invoking user, under a site profile that only warns about it.
+POLICY=dev
+if ! "${ST%/secure-trainer}/python" -c 'import sys; from pathlib import Path; from entrypoint.run.trainer_child import usable_by; sys.exit(0 if usable_by(Path(sys.executable), 10001) else 1)'; then
+  export ST_TRAIN_UID=none
+  POLICY="$DEMO/site/native-dev.yaml"
+  printf 'name: native-dev\ndescription: native demo, venv not reachable by the training uid\nextends: dev\noverride:\n  - id: process.non_root\n    action: warn\n' > "$POLICY"
+fi
+# The config: LLaMA-Factory keys, paths relative to the workspace; `run` picks output_dir.
+cat > "$DEMO/site/llm.yaml" <<YAML
+model_name_or_path: models/tiny-llm
+dataset: datasets/notes/train.jsonl
+lora_rank: 8
+learning_rate: 0.01
+max_steps: $STEPS
+cutoff_len: 128
+canaries: 3
+dp: true
+target_epsilon: 8
+YAML
+echo "[demo-llm] run --trainer llm: policy → Vault → key → mount → audit → train-llm --dp (ε target 8, 3 canaries) → seal → unmount → wipe"
+"$ST" run --policy "$POLICY" --trainer llm "$DEMO/site/llm.yaml" --quiet
 
 echo "[demo-llm] audit canary: exposure and extraction, adapter vs base (report inside the workspace)"
-"$ST" audit canary --adapter "$OUT" --base "$ST_MOUNTPOINT/models/tiny-llm" --candidates 200
+"$ST" workspace open >/dev/null
+ADAPTER="$(dirname "$(ls -t "$ST_MOUNTPOINT"/runs/*/adapter_model.safetensors | head -n 1)")"
+"$ST" audit canary --adapter "$ADAPTER" --base "$ST_MOUNTPOINT/models/tiny-llm" --candidates 200 \
+  --out "$ADAPTER/audit"
+"$ST" audit verify --manifest "$ADAPTER/manifest.json" >/dev/null
 "$ST" workspace close >/dev/null
 if mountpoint -q "$ST_MOUNTPOINT"; then
   echo "[demo-llm] error: the workspace is still mounted" >&2
   exit 5
 fi
-echo "[demo-llm] the adapter exists only inside the encrypted store; open it with:"
+echo "[demo-llm] the adapter, its manifest and the canary report exist only inside the encrypted store; open it with:"
 echo "       ST_CIPHER_DIR=$ST_CIPHER_DIR ST_MOUNTPOINT=$ST_MOUNTPOINT secure-trainer workspace open"
