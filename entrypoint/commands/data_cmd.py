@@ -3,6 +3,8 @@
 The workspace is the mounted (plaintext view of the) gocryptfs store: `--workspace` or
 ST_MOUNTPOINT. A destination that is not on a gocryptfs mount is refused unless
 `--unsafe-plaintext-dest` (tests/dev; warns). Output is counts only.
+Images are decoded in a child process dropped to the training uid (entrypoint/decode/),
+never in this root process, which holds the pseudonym key.
 Must never print or log a file name, folder name, caption or the pseudonym key.
 """
 
@@ -18,6 +20,7 @@ from typing import TYPE_CHECKING, Literal
 
 import typer
 
+from entrypoint.decode.isolated import IsolatedDecoder
 from entrypoint.errors import ConfigError, DataRejected
 from secure_trainer.privacy.pii import PiiMode
 from secure_trainer.privacy.pseudonym import Pseudonymizer, load_or_create_key
@@ -129,6 +132,18 @@ def _options(fmt: str, resolution: str | None, blur_faces: bool, pii: str, deny_
                            max_pixels=max_pixels)
 
 
+def _decoder(options: SanitizeOptions) -> IsolatedDecoder:
+    """A started decoder: images are decoded in a forked child without privileges (the
+    training uid), never in this root process. Call it before the pseudonym key is read, so
+    the child's copy of our memory never held the key (entrypoint/decode/isolated.py)."""
+    decoder = IsolatedDecoder.from_env(os.environ)
+    if decoder.ids is None:
+        print("note: not root or ST_TRAIN_UID=none: images are decoded in a separate process "
+              "without a privilege drop (unprivileged fallback)", file=sys.stderr)
+    decoder.start(options.decode_request())
+    return decoder
+
+
 def _print_report(summary: dict[str, object], as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps(summary, indent=2, sort_keys=True))
@@ -185,6 +200,16 @@ def register(root: typer.Typer, groups: CommandGroups) -> None:
         src_abs = src.resolve()
         if src_abs.is_relative_to(ws) or ws.is_relative_to(src_abs):
             raise ConfigError("the import source must be outside the workspace")
+        decoder = _decoder(options)  # forked before the key is read
+        try:
+            _import(src, src_abs, ws, name, options, pseudonym_key_stdin, keep_folder_names,
+                    decoder, as_json, fail_on_reject)
+        finally:
+            decoder.close()
+
+    def _import(src: Path, src_abs: Path, ws: Path, name: str | None,
+                options: SanitizeOptions, pseudonym_key_stdin: bool, keep_folder_names: bool,
+                decoder: IsolatedDecoder, as_json: bool, fail_on_reject: bool) -> None:
         key = _read_key_stdin() if pseudonym_key_stdin else load_or_create_key(ws)
         try:
             if name is None:
@@ -199,7 +224,7 @@ def register(root: typer.Typer, groups: CommandGroups) -> None:
         registry = Registry(ws / REGISTRY_FILE)
         dest = ws / DATASETS_DIR / name
         report = sanitize_tree(src_abs, dest, pseudonymizer=pseudo, options=options,
-                               blocked_hashes=registry.erased_hashes())
+                               blocked_hashes=registry.erased_hashes(), decoder=decoder)
         registry.record_images(
             ImageRecord(name, str(dest / f.rel_path), f.sha256, subjects.get(f.source_rel),
                         tuple(str(dest / c) for c in f.captions), f.source_rel.as_posix())
@@ -231,6 +256,18 @@ def register(root: typer.Typer, groups: CommandGroups) -> None:
             raise ConfigError("source and destination must not contain each other")
         ws = workspace or (Path(os.environ["ST_MOUNTPOINT"]) if os.environ.get("ST_MOUNTPOINT")
                            else None)
+        with _decoder(options) as decoder:  # forked before the key is read
+            report = _sanitize(src_abs, dst_abs, ws, options, pseudonym_key_stdin,
+                               keep_folder_names, unsafe_plaintext_dest, decoder)
+        mapping = {f.rel_path.as_posix(): f.source_rel.as_posix() for f in report.files}
+        # The name mapping lives beside the data it maps (same encrypted destination), 0600.
+        atomic_write(dst_abs / ".pseudonyms.json", json.dumps(mapping, indent=1).encode())
+        _print_report(report.summary(), as_json)
+        _finish(report, fail_on_reject)
+
+    def _sanitize(src_abs: Path, dst_abs: Path, ws: Path | None, options: SanitizeOptions,
+                  pseudonym_key_stdin: bool, keep_folder_names: bool,
+                  unsafe_plaintext_dest: bool, decoder: IsolatedDecoder) -> SanitizeReport:
         if pseudonym_key_stdin:
             key = _read_key_stdin()
         elif ws is not None:
@@ -243,12 +280,8 @@ def register(root: typer.Typer, groups: CommandGroups) -> None:
             pseudo = Pseudonymizer(key, keep_folder_names=keep_folder_names)
         finally:
             key[:] = bytes(len(key))
-        report = sanitize_tree(src_abs, dst_abs, pseudonymizer=pseudo, options=options)
-        mapping = {f.rel_path.as_posix(): f.source_rel.as_posix() for f in report.files}
-        # The name mapping lives beside the data it maps (same encrypted destination), 0600.
-        atomic_write(dst_abs / ".pseudonyms.json", json.dumps(mapping, indent=1).encode())
-        _print_report(report.summary(), as_json)
-        _finish(report, fail_on_reject)
+        return sanitize_tree(src_abs, dst_abs, pseudonymizer=pseudo, options=options,
+                             decoder=decoder)
 
     @groups.data.command("scan")
     def scan_cmd(

@@ -5,35 +5,37 @@ converted to sRGB then dropped, optional face blur and resize), so no container 
 survive; the output is re-inspected and refused if any does. Captions pass through the PII
 scanner. Bad files are rejected one by one with a reason; a destination file is only ever
 created by rename of a complete temp file. The source tree is only read.
+Decoding is a `Decoder` (secure_trainer/privacy/image_decode.py): bytes in, bytes out, so the
+caller can run it in another, unprivileged process; this module does all file I/O itself.
 SECURITY: never logs, and never puts a file name, path or caption in a message or report.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import secrets
-import struct
-import warnings
-import zlib
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
-from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
-
 from secure_trainer.errors import DataRejected
-from secure_trainer.privacy.faces import FaceBlurrer
-from secure_trainer.privacy.imagemeta import MetaReport, inspect, inspect_bytes
+from secure_trainer.privacy.image_decode import (
+    Decoder,
+    DecodeRequest,
+    ImageRejected,
+    RejectReason,
+    decode_image,
+)
+from secure_trainer.privacy.imagemeta import MetaReport, inspect
 from secure_trainer.privacy.pii import PiiMode, PiiScanner, redact_text
 from secure_trainer.privacy.pseudonym import Pseudonymizer
 
 __all__ = [
     "IMAGE_SUFFIXES",
+    "Decoder",
     "RejectReason",
     "SanitizeOptions",
     "SanitizeReport",
@@ -49,32 +51,8 @@ __all__ = [
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp"})
 _UNSUPPORTED_SUFFIXES = frozenset({".gif", ".tif", ".tiff", ".heic", ".heif", ".avif", ".jxl",
                                    ".svg", ".ico", ".psd", ".dng", ".cr2", ".nef", ".arw"})
-_PILLOW_FORMATS = {"jpeg": "JPEG", "png": "PNG", "webp": "WEBP", "bmp": "BMP"}
 _MAX_CAPTION_BYTES = 1 << 20
 _MAX_SCAN_BYTES = 1 << 30
-
-
-class RejectReason(str, Enum):
-    """Why one source file was not imported; reports count files per reason."""
-
-    UNSUPPORTED = "unsupported"
-    CORRUPT = "corrupt"
-    TRUNCATED = "truncated"
-    DECOMPRESSION_BOMB = "decompression_bomb"
-    TOO_LARGE = "too_large"
-    SYMLINK = "symlink"
-    OUTSIDE_SUBSET = "outside_subset"
-    CAPTION_PII = "caption_pii"
-    CAPTION_ENCODING = "caption_encoding"
-    COLOR_PROFILE = "color_profile"
-    METADATA_SURVIVED = "metadata_survived"
-    ERASED = "erased"
-
-
-class _Rejected(Exception):
-    def __init__(self, reason: RejectReason) -> None:
-        super().__init__(reason.value)
-        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -95,6 +73,11 @@ class SanitizeOptions:
             raise DataRejected("resolution must be at least 8x8 pixels")
         if any(not ext.startswith(".") for ext in self.caption_extensions):
             raise DataRejected("caption extensions must start with a dot")
+
+    def decode_request(self) -> DecodeRequest:
+        """The part of these options the image decoder needs."""
+        return DecodeRequest(output_format=self.output_format, resolution=self.resolution,
+                             blur_faces=self.blur_faces, max_pixels=self.max_pixels)
 
 
 @dataclass(frozen=True)
@@ -172,104 +155,17 @@ def iter_source_files(src: Path) -> Iterator[tuple[PurePosixPath, os.stat_result
             yield PurePosixPath(full.relative_to(src).as_posix()), os.lstat(full)
 
 
-def _looks_truncated(raw: bytes, fmt: str) -> bool:
-    if fmt == "jpeg":
-        # EOI must follow the first SOS; entropy-coded data cannot contain FF D9 (byte stuffing).
-        sos = raw.find(b"\xff\xda")
-        return sos < 0 or raw.rfind(b"\xff\xd9") < sos
-    if fmt == "png":
-        return b"IEND" not in raw[-32:]
-    if fmt == "webp":
-        return len(raw) < 12 or struct.unpack("<I", raw[4:8])[0] + 8 > len(raw)
-    return False
-
-
-def _normalise_mode(img: Image.Image) -> Image.Image:
-    if img.mode in ("RGB", "RGBA", "L", "CMYK"):
-        return img
-    if img.mode in ("P", "PA", "LA", "1"):
-        has_alpha = img.mode in ("PA", "LA") or "transparency" in img.info
-        return img.convert("RGBA" if has_alpha else "RGB")
-    if img.mode == "I;16":
-        return img.point(lambda v: v / 257).convert("L")
-    raise _Rejected(RejectReason.UNSUPPORTED)
-
-
-def _to_srgb(img: Image.Image, icc: bytes | None) -> Image.Image:
-    """Pixels converted from the embedded profile to sRGB; output mode RGB or RGBA."""
-    alpha = img.getchannel("A") if img.mode == "RGBA" else None
-    base = img.convert("RGB") if img.mode == "RGBA" else img
-    if icc:
-        try:
-            source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
-            srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
-            converted = ImageCms.profileToProfile(base, source, srgb, outputMode="RGB")
-        except (ImageCms.PyCMSError, OSError, ValueError):
-            raise _Rejected(RejectReason.COLOR_PROFILE) from None
-        assert converted is not None  # inPlace=False always returns an image
-        base = converted
-    base = base.convert("RGB")
-    if alpha is not None:
-        base.putalpha(alpha)
-    return base
-
-
-class _ImagePipeline:
-    """Decode → orient → sRGB → blur → resize → encode → verify, for one source image."""
-
-    def __init__(self, options: SanitizeOptions) -> None:
-        self.options = options
-        self.blurrer = FaceBlurrer() if options.blur_faces else None
-
-    def run(self, path: Path, size: int) -> tuple[bytes, MetaReport, int]:
-        opts = self.options
-        if size > opts.max_file_bytes:
-            raise _Rejected(RejectReason.TOO_LARGE)
-        meta = inspect(path)
-        if meta.format in ("gif", "tiff"):
-            raise _Rejected(RejectReason.UNSUPPORTED)
-        if meta.format not in _PILLOW_FORMATS:
-            raise _Rejected(RejectReason.CORRUPT)
-        with open(path, "rb") as fh:
-            raw = fh.read(opts.max_file_bytes + 1)
-        if _looks_truncated(raw, meta.format):
-            raise _Rejected(RejectReason.TRUNCATED)
-        img = self._decode(raw, meta.format)
-        faces = 0
-        if self.blurrer is not None:
-            img, faces = self.blurrer.blur(img)
-        if opts.resolution is not None:
-            img = ImageOps.fit(img, opts.resolution, Image.Resampling.LANCZOS)
-        # SECURITY: a fresh image from raw pixels carries no `info` dict at all.
-        clean = Image.frombytes(img.mode, img.size, img.tobytes())
-        buf = io.BytesIO()
-        if opts.output_format == "png":
-            clean.save(buf, "PNG", compress_level=6)
-        else:
-            # Lossless: `quality` is only compression effort; 100 is ~20x slower for ~0 gain.
-            clean.save(buf, "WEBP", lossless=True, quality=60, method=4, exact=True)
-        data = buf.getvalue()
-        if inspect_bytes(data).has_any:  # fail closed if an encoder ever adds metadata
-            raise _Rejected(RejectReason.METADATA_SURVIVED)
-        return data, meta, faces
-
-    def _decode(self, raw: bytes, fmt: str) -> Image.Image:
-        with warnings.catch_warnings():
-            # Pillow only warns between 1x and 2x its pixel limit; we refuse both.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            try:
-                with Image.open(io.BytesIO(raw), formats=[_PILLOW_FORMATS[fmt]]) as im:
-                    if im.width * im.height > self.options.max_pixels:
-                        raise _Rejected(RejectReason.DECOMPRESSION_BOMB)
-                    im.load()
-                    icc = im.info.get("icc_profile")
-                    oriented = ImageOps.exif_transpose(im) or im
-                    return _to_srgb(_normalise_mode(oriented), icc)
-            except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-                raise _Rejected(RejectReason.DECOMPRESSION_BOMB) from None
-            except (UnidentifiedImageError, SyntaxError, ValueError, EOFError, struct.error,
-                    zlib.error, OSError):
-                raise _Rejected(RejectReason.CORRUPT) from None
+def _read_source(path: Path, size: int, max_bytes: int) -> bytes:
+    """The source image's bytes, read by the caller (never by the decoder), without following
+    a link; raises ImageRejected when it is larger than `max_bytes`."""
+    if size > max_bytes:
+        raise ImageRejected(RejectReason.TOO_LARGE)
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as fh:
+        raw = fh.read(max_bytes + 1)
+    if len(raw) > max_bytes:
+        raise ImageRejected(RejectReason.TOO_LARGE)
+    return raw
 
 
 def _caption_text(path: Path, opts: SanitizeOptions, scanner: PiiScanner,
@@ -277,31 +173,35 @@ def _caption_text(path: Path, opts: SanitizeOptions, scanner: PiiScanner,
     with open(path, "rb") as fh:
         raw = fh.read(_MAX_CAPTION_BYTES + 1)
     if len(raw) > _MAX_CAPTION_BYTES:
-        raise _Rejected(RejectReason.TOO_LARGE)
+        raise ImageRejected(RejectReason.TOO_LARGE)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise _Rejected(RejectReason.CAPTION_ENCODING) from None
+        raise ImageRejected(RejectReason.CAPTION_ENCODING) from None
     findings = scanner.scan(text)
     if findings and opts.pii_mode is PiiMode.REJECT:
-        raise _Rejected(RejectReason.CAPTION_PII)
+        raise ImageRejected(RejectReason.CAPTION_PII)
     report.pii_findings.update({f.type.value for f in findings})
     return redact_text(text, findings) if opts.pii_mode is PiiMode.REDACT else text
 
 
 def sanitize_tree(src: Path, dst: Path, *, pseudonymizer: Pseudonymizer,
                   options: SanitizeOptions = SanitizeOptions(),
-                  blocked_hashes: frozenset[str] = frozenset()) -> SanitizeReport:
+                  blocked_hashes: frozenset[str] = frozenset(),
+                  decoder: Decoder = decode_image) -> SanitizeReport:
     """Sanitize the Kohya dataset folder `src` into `dst` (created if needed).
 
     Images directly in `src` are rejected (Kohya ignores them); sub-folder structure is kept
     with pseudonymous names. `blocked_hashes` are output hashes of erased images, refused.
+    This function reads every source file and writes every result; `decoder` only turns bytes
+    into bytes — the default decodes in this process, the CLI passes one that runs in an
+    unprivileged child process (entrypoint/decode/).
     Raises DataRejected when `src` is not a readable folder or `dst` cannot be written.
     """
     if not src.is_dir():
         raise DataRejected("the import source is not a folder")
     report = SanitizeReport()
-    pipeline = _ImagePipeline(options)
+    pipeline = _ImagePipeline(options, decoder)
     scanner = PiiScanner(deny_list=options.deny_list)
     seen_hashes: set[str] = set()
     entries = list(iter_source_files(src))
@@ -327,7 +227,7 @@ def sanitize_tree(src: Path, dst: Path, *, pseudonymizer: Pseudonymizer,
         try:
             _import_one(src, dst, rel, st.st_size, pipeline, scanner, pseudonymizer,
                         blocked_hashes, seen_hashes, names, report)
-        except _Rejected as rej:
+        except ImageRejected as rej:
             report.rejected[rej.reason.value] += 1
         except OSError:
             raise DataRejected("writing the sanitized dataset failed (disk full or "
@@ -346,14 +246,14 @@ def _import_one(src: Path, dst: Path, rel: PurePosixPath, size: int, pipeline: _
             try:
                 captions.append((ext, _caption_text(src / cap, opts, scanner, report)))
             except OSError:
-                raise _Rejected(RejectReason.CORRUPT) from None
+                raise ImageRejected(RejectReason.CORRUPT) from None
     try:
-        data, meta, faces = pipeline.run(src / rel, size)
+        data, kinds, faces = pipeline.run(src / rel, size)
     except OSError:
-        raise _Rejected(RejectReason.CORRUPT) from None
+        raise ImageRejected(RejectReason.CORRUPT) from None
     digest = hashlib.sha256(data).hexdigest()
     if digest in blocked:
-        raise _Rejected(RejectReason.ERASED)
+        raise ImageRejected(RejectReason.ERASED)
     report.duplicates += digest in seen
     seen.add(digest)
     out_rel = pseudonymizer.path(rel, f".{opts.output_format}")
@@ -361,7 +261,7 @@ def _import_one(src: Path, dst: Path, rel: PurePosixPath, size: int, pipeline: _
         report.images_written += 1
     else:
         report.images_unchanged += 1
-    report.metadata_removed.update(meta.kinds)
+    report.metadata_removed.update(kinds)
     report.faces_blurred += faces
     cap_rels: list[PurePosixPath] = []
     for ext, text in captions:
@@ -370,6 +270,20 @@ def _import_one(src: Path, dst: Path, rel: PurePosixPath, size: int, pipeline: _
         report.captions_written += 1
         cap_rels.append(cap_rel)
     report.files.append(SanitizedFile(out_rel, rel, digest, tuple(cap_rels)))
+
+
+class _ImagePipeline:
+    """Read one source image (here), decode and re-encode it (in `decoder`)."""
+
+    def __init__(self, options: SanitizeOptions, decoder: Decoder) -> None:
+        self.options = options
+        self.request = options.decode_request()
+        self.decoder = decoder
+
+    def run(self, path: Path, size: int) -> tuple[bytes, tuple[str, ...], int]:
+        raw = _read_source(path, size, self.options.max_file_bytes)
+        out = self.decoder(raw, self.request)
+        return out.data, out.metadata_kinds, out.faces
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""Untrusted image decoding in a separate, unprivileged process (`data import|sanitize`)."""
