@@ -114,7 +114,9 @@ def test_full_lifecycle_seals_a_lora_in_the_encrypted_store(
         assert not list(ws.mountpoint.joinpath("tmp").iterdir()), "run tmp not wiped"
     events = _events(container_case, run_id)
     names = [name for name, _ in events]
-    assert names[0] == "policy" and "sealed" in names and names[-1] == "teardown", names
+    # Teardown records come last: the wipe, then the revocation of the run's read grants.
+    assert names[0] == "policy" and "sealed" in names, names
+    assert names[names.index("sealed") + 1:] == ["teardown", "access_revoked"], names
     assert dict(events)["train_start"]["uid"] == 10001
 
 
