@@ -92,7 +92,7 @@ class LlmJob:
 
         merged = {k: v for k, v in self._merged(run_out).items() if k not in IGNORED_KEYS}
         merged["output_dir"] = run_out
-        return yaml.safe_dump(merged, sort_keys=True).encode("utf-8")
+        return str(yaml.safe_dump(merged, sort_keys=True)).encode("utf-8")
 
     def child_args(self, config_rel: str, log_level: str) -> list[str]:
         """The child's arguments after `train-llm`."""

@@ -56,8 +56,10 @@ def gather(ctx: PolicyContext) -> DatasetFacts:
     """
     from secure_trainer.privacy.imagemeta import inspect  # lazy: helper H's modules
     from secure_trainer.privacy.pii import PiiType
+    from secure_trainer.settings import TrainSettings
 
-    if ctx.train is None:  # coupling: preflight gathers `dataset` only with settings
+    # coupling: preflight gathers `dataset` only with settings; train-llm's are gatherers/text.py
+    if not isinstance(ctx.train, TrainSettings):
         raise ConfigError("dataset facts need the trainer settings")
     by_ext: Counter[str] = Counter()
     kinds: Counter[str] = Counter()

@@ -84,7 +84,10 @@ def _optional(path: Path | None) -> tuple[str | None, int]:
 
 def gather(ctx: PolicyContext) -> ModelFacts:
     """Facts about the weights the run will load. Raises ConfigError without ctx.train."""
-    if ctx.train is None:  # coupling: preflight gathers `model` only with settings
+    from secure_trainer.settings import TrainSettings
+
+    # coupling: preflight gathers `model` only with settings; train-llm's are gatherers/text.py
+    if not isinstance(ctx.train, TrainSettings):
         raise ConfigError("model facts need the trainer settings")
     fmt, pickles, weights = _classify(Path(ctx.train.pretrained_model_name_or_path))
     vae_fmt, vae_pickles = _optional(ctx.train.vae)

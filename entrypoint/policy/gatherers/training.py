@@ -27,8 +27,11 @@ def is_inside(path: Path, root: Path | None) -> bool:
 
 def gather(ctx: PolicyContext) -> TrainingFacts:
     """Facts about what the run writes. Raises ConfigError without ctx.train."""
+    from secure_trainer.settings import TrainSettings
+
     train = ctx.train
-    if train is None:  # coupling: preflight gathers `training` only with settings
+    # coupling: preflight gathers `training` only with settings; train-llm's are gatherers/text.py
+    if not isinstance(train, TrainSettings):
         raise ConfigError("training facts need the trainer settings")
     eps = train.dp.target_epsilon
     return TrainingFacts(
