@@ -49,7 +49,7 @@ from secure_trainer.privacy.imagemeta import inspect_bytes
 __all__ = ["DEFAULT_MEMORY_BYTES", "DEFAULT_TIMEOUT_S", "IsolatedDecoder", "decode_ids_from_env"]
 
 DEFAULT_TIMEOUT_S = 120.0  # per image: a 64 Mpx image with face blur on a slow CPU
-DEFAULT_MEMORY_BYTES = 6 << 30  # 64 Mpx RGBA is 256 MiB a copy; the pipeline makes a few
+DEFAULT_MEMORY_BYTES = 6 << 30  # per decode, on top of the fork: 64 Mpx RGBA is 256 MiB a copy
 _STARTUP_TIMEOUT_S = 30.0
 _RELAY_MARGIN_S = 30.0  # the zygote's own deadline comes first; ours only catches a dead zygote
 _MAX_FACES = 100_000
@@ -77,12 +77,21 @@ def decode_ids_from_env(env: Mapping[str, str]) -> tuple[int, int] | None:
 def _warm_up(request: DecodeRequest) -> None:
     """Load every module and plugin the decoder will need, in the parent, before the fork:
     the dropped child may not be able to read the Python runtime's files."""
+    if request.blur_faces:
+        import cv2
+
+        # A fork copies only the calling thread: OpenCV's worker pool would be gone in the
+        # child while OpenCV still counted on it. Run its loops in the calling thread.
+        cv2.setNumThreads(0)
     Image.init()  # every format plugin
     sample = Image.new("RGB", (16, 16), (120, 80, 40))
     for fmt in ("PNG", "JPEG", "WEBP", "BMP"):
         buf = io.BytesIO()
-        sample.save(buf, fmt)
-        decode_image(buf.getvalue(), request)
+        try:
+            sample.save(buf, fmt)
+            decode_image(buf.getvalue(), request)
+        except (OSError, KeyError, ImageRejected):
+            continue  # a format this Pillow lacks: its files are rejected, as in-process
 
 
 class IsolatedDecoder:

@@ -34,13 +34,23 @@ MAX_IMAGE_FRAME = 1 << 30  # both ways: sources are at most max_file_bytes, outp
 MAX_HEADER = 1 << 16
 
 
-def _decode_here(raw: bytes, request: DecodeRequest, memory: int, out_fd: int) -> None:
-    """Grandchild: decode under the memory limit, answer on `out_fd` (never returns)."""
+def _address_space() -> int:
+    """This process's current virtual size in bytes (what a fork inherits), 0 if unknown."""
     try:
-        if memory > 0:
+        # Binary: a text codec may be a lazy import the dropped process cannot read.
+        with open("/proc/self/statm", "rb") as fh:
+            return int(fh.read().split()[0]) * resource.getpagesize()
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _decode_here(raw: bytes, request: DecodeRequest, limit: int, out_fd: int) -> None:
+    """Grandchild: decode under the address-space `limit`, answer on `out_fd` (never returns)."""
+    try:
+        if limit > 0:
             # Address space, not RSS: a decompression bomb fails its allocation instead of
             # pushing the host into swap or the OOM killer.
-            resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
         data: bytes | None = None
         try:
             img = decode_image(raw, request)
@@ -61,15 +71,23 @@ def _decode_here(raw: bytes, request: DecodeRequest, memory: int, out_fd: int) -
         os._exit(0)
 
 
-def _one(raw: bytes, request: DecodeRequest, memory: int, timeout_s: float,
+def _one(raw: bytes, request: DecodeRequest, limit: int, timeout_s: float,
          tether: ParentDeathSignal) -> tuple[dict[str, object], bytes | None]:
     """Zygote: decode `raw` in a fresh fork; the answer, or a crash/timeout reason."""
     rfd, wfd = os.pipe()
     pid = os.fork()
     if pid == 0:
-        os.close(rfd)
-        tether.apply()  # the grandchild dies with the zygote
-        _decode_here(raw, request, memory, wfd)
+        try:  # never return into the zygote's loop from here, whatever fails
+            os.close(rfd)
+            # Only its answer pipe: the zygote's pipes to the supervisor stay the zygote's.
+            null = os.open(os.devnull, os.O_RDWR)
+            os.dup2(null, 0)
+            os.dup2(null, 1)
+            os.close(null)
+            tether.apply()  # the grandchild dies with the zygote
+            _decode_here(raw, request, limit, wfd)
+        finally:
+            os._exit(0)
     os.close(wfd)
     deadline = time.monotonic() + timeout_s
     data: bytes | None = None
@@ -95,12 +113,18 @@ def _one(raw: bytes, request: DecodeRequest, memory: int, timeout_s: float,
 
 
 def serve(request: DecodeRequest, memory: int, timeout_s: float) -> int:
-    """Zygote main loop on fds 0 (images in) and 1 (answers out) until fd 0 closes."""
+    """Zygote main loop on fds 0 (images in) and 1 (answers out) until fd 0 closes.
+
+    `memory`: bytes each decode may allocate on top of what the fork inherits (0: no limit).
+    """
     tether = ParentDeathSignal(signal.SIGKILL)  # libc loaded once, before any fork below
+    # The supervisor's address space (Pillow, perhaps OpenCV and torch) comes with the fork;
+    # the limit is a budget on top of it, so it means the same whatever was imported.
+    limit = _address_space() + memory if memory > 0 else 0
     with os.fdopen(0, "rb") as inp, os.fdopen(1, "wb") as out:
         write_frame(out, json.dumps({"ready": True}).encode())
         while (raw := read_frame(inp, MAX_IMAGE_FRAME)) is not None:
-            header, data = _one(raw, request, memory, timeout_s, tether)
+            header, data = _one(raw, request, limit, timeout_s, tether)
             write_frame(out, json.dumps(header).encode())
             if data is not None:
                 write_frame(out, data)

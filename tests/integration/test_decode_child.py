@@ -2,7 +2,7 @@
 
 Real Pillow/lcms in a real child process, real crafted files (a PNG decompression bomb under the
 pixel limit: 8000x7000 px of zeros in 160 kB). Shown here: the isolated decoder gives the same
-bytes as the in-process one; the decoding process runs as uid 10001 with no capability, no
+bytes as the in-process one; the decoding process runs as the training uid with no capability, no
 no-new-privs escape, no open file but its pipes and no copy of the pseudonym key in memory; a
 bomb that exhausts the child's memory, a crash (the child SIGKILLed mid-decode, as a segfault
 would end it) and a hang (past the per-image deadline) each reject that one file, counted, while
@@ -24,10 +24,13 @@ from entrypoint.decode.isolated import IsolatedDecoder
 from secure_trainer.devtools.synthetic_dataset import make_dataset
 from secure_trainer.privacy.pseudonym import Pseudonymizer
 from secure_trainer.privacy.sanitize import SanitizeOptions, SanitizeReport, sanitize_tree
+from tests.unit.secure_trainer.privacy.test_sanitize_faces import drawn_face_scene
 from tests.unit.secure_trainer.privacy.test_sanitize_samples import make_full_jpeg
 
 pytestmark = [pytest.mark.integration, pytest.mark.root]
-TRAIN_IDS = (10001, 10001)
+# A training uid of its own: a `run` elsewhere on the host SIGKILLs every process of *its*
+# training uid (10001) when it ends, and that would include this test's decoder.
+TRAIN_IDS = (10087, 10087)
 
 
 def _chunk(tag: bytes, data: bytes) -> bytes:
@@ -71,6 +74,20 @@ def test_isolated_decoder_gives_identical_results(src: Path, tmp_path: Path) -> 
                                    options=options, decoder=decoder)
         assert report.summary() == baseline.summary(), name
         assert _tree(tmp_path / name) == _tree(tmp_path / "in-process"), name
+
+
+def test_face_blur_runs_in_the_dropped_decoder(tmp_path: Path) -> None:
+    """OpenCV in the forked, dropped child: the drawn face is found and blurred."""
+    sub = tmp_path / "src" / "3_people"
+    sub.mkdir(parents=True)
+    drawn_face_scene().save(sub / "portrait.jpg", quality=95)
+    options = SanitizeOptions(blur_faces=True)
+    with IsolatedDecoder(TRAIN_IDS) as decoder:
+        decoder.start(options.decode_request())
+        report = sanitize_tree(tmp_path / "src", tmp_path / "dst",
+                               pseudonymizer=Pseudonymizer(b"f" * 32), options=options,
+                               decoder=decoder)
+    assert report.faces_blurred == 1 and not report.rejected
 
 
 def _children(pid: int) -> list[int]:
@@ -121,8 +138,8 @@ def test_bomb_crash_and_hang_each_cost_one_file(src: Path, tmp_path: Path) -> No
     good = sanitize_tree(src, tmp_path / "ref", pseudonymizer=Pseudonymizer(b"k" * 32),
                          options=SanitizeOptions(max_pixels=1_000_000)).images_written
 
-    # 1. The bomb exhausts the child's address-space limit: refused as too large, twice.
-    with IsolatedDecoder(TRAIN_IDS, memory_bytes=384 << 20) as decoder:
+    # 1. The bomb exhausts the child's memory budget: refused as too large, twice.
+    with IsolatedDecoder(TRAIN_IDS, memory_bytes=256 << 20) as decoder:
         report, _ = _import(src, tmp_path / "low-memory", decoder)
     assert dict(report.rejected) == {"too_large": 2}
     assert report.images_written == good
@@ -140,7 +157,8 @@ def test_bomb_crash_and_hang_each_cost_one_file(src: Path, tmp_path: Path) -> No
                        for fd in os.listdir(f"/proc/{worker}/fd")]
         os.kill(worker, 9)
 
-    with IsolatedDecoder(TRAIN_IDS, timeout_s=2.5) as decoder:
+    # The bomb takes seconds to decode, a good file milliseconds.
+    with IsolatedDecoder(TRAIN_IDS, timeout_s=0.8) as decoder:
         options = SanitizeOptions()
         decoder.start(options.decode_request())
         assert decoder.pid is not None
@@ -157,7 +175,7 @@ def test_bomb_crash_and_hang_each_cost_one_file(src: Path, tmp_path: Path) -> No
     for who in ("zygote", "worker"):
         status = seen[who]
         assert isinstance(status, dict)
-        assert status["Uid"].split() == ["10001"] * 4 and status["Gid"].split() == ["10001"] * 4
+        assert status["Uid"].split() == ["10087"] * 4 and status["Gid"].split() == ["10087"] * 4
         assert status["Groups"] == ""
         for cap in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"):
             assert int(status[cap], 16) == 0, (who, cap)
