@@ -136,7 +136,10 @@ def test_sigkill_in_phase_then_next_run_recovers(raw_vault: RawVault, tmp_path: 
     recovered = [r["fields"] for r in records if r["event"] == "recovered_stale_run"]
     assert len(recovered) == 1 and recovered[0]["stale_run_id"] == marker.run_id
     if planted:
-        assert recovered[0]["unmounted"] is False and recovered[0]["rules_removed"] >= 5
+        # The tied mount is already gone; the kernel may drop the watches on paths inside it
+        # by itself when it goes, so recovery removes what is left (the final check above
+        # shows none of ours remain).
+        assert recovered[0]["unmounted"] is False and recovered[0]["rules_removed"] >= 1
         wiped = [r["fields"] for r in records if r["event"] == "stale_tmp_wiped"]
         assert len(wiped) == 1 and wiped[0]["wiped_files"] >= planted
     assert records[-1]["event"] == "teardown"
