@@ -2,6 +2,8 @@
 
 Alpaca or chat JSONL is parsed, PII-scanned (redact, reject or report), deduplicated and
 written to `datasets/<name>/train.jsonl` (with the counts in `import-report.json`) in the
+registry (each record's content hash and pseudonymous subject, so `registry find/erase
+--subject` covers text; an expiry with `--retention-days` or ST_RETENTION_DAYS), in the
 mounted workspace (`--workspace` or
 ST_MOUNTPOINT; a plaintext destination only with `--unsafe-plaintext-dest`). Output is counts
 by reason only. Must never print a record, a subject id, a file name or a path.
@@ -11,12 +13,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from entrypoint.commands.data_cmd import DATASETS_DIR, _print_report, resolve_workspace
+from entrypoint.commands.data_cmd import (
+    DATASETS_DIR,
+    REGISTRY_FILE,
+    _print_report,
+    resolve_workspace,
+)
 from entrypoint.errors import ConfigError, DataRejected
 
 if TYPE_CHECKING:
@@ -60,6 +68,9 @@ def import_text(
     as_json: Annotated[bool, typer.Option("--json", help="Print the counts as JSON.")] = False,
     fail_on_reject: Annotated[bool, typer.Option(
         "--fail-on-reject", help="Exit 8 if any record was rejected.")] = False,
+    retention_days: Annotated[int | None, typer.Option(
+        "--retention-days", help="Days until `registry expire` deletes the dataset "
+                                 "(default: ST_RETENTION_DAYS; none: no expiry).")] = None,
 ) -> None:
     """Sanitize SRC into the workspace's datasets/NAME/train.jsonl; print counts by reason."""
     from secure_trainer.llm.text_import import sanitize_lines, to_jsonl
@@ -84,6 +95,9 @@ def import_text(
         name = "text-" + hashlib.sha256(raw).hexdigest()[:10]
     if not name or len(name) > 64 or not set(name) <= _NAME_CHARS or name[0] in "._-":
         raise ConfigError("--name may hold letters, digits, '.', '_' and '-' (max 64)")
+    from entrypoint.run.seal import retention_days_option
+
+    days = retention_days_option(retention_days, os.environ)
     records, report = sanitize_lines(lines, mode=mode, deny_list=_deny_terms(deny or [], deny_list),
                                      subject_field=subject_field)
     summary = {"dataset": name, "pii_mode": mode.value, **report.summary()}
@@ -95,12 +109,29 @@ def import_text(
                          (json.dumps(summary, indent=2, sort_keys=True) + "\n").encode())
         except OSError:
             raise DataRejected("could not write the dataset into the workspace") from None
+        register_text_dataset(ws / REGISTRY_FILE, name, folder / TRAIN_FILE, records, days)
     _print_report(summary, as_json)
     rejected = sum(report.rejected.values())
     if not records:
         raise DataRejected(f"no record could be imported ({rejected} rejected; see counts above)")
     if fail_on_reject and rejected:
         raise DataRejected(f"{rejected} record(s) rejected and --fail-on-reject is set")
+
+
+def register_text_dataset(registry_path: Path, name: str, jsonl: Path,
+                          records: list[dict[str, object]], retention_days: int | None) -> int:
+    """Record every record's content hash and subject (and the expiry) in the registry."""
+    from datetime import timedelta
+
+    from secure_trainer.registry import Registry, text_record_sha256
+
+    registry = Registry(registry_path)
+    count = registry.record_text(name, jsonl, [
+        (text_record_sha256(r), r["subject"] if isinstance(r.get("subject"), str) else None)
+        for r in records])
+    if retention_days is not None:
+        registry.set_dataset_expiry(name, jsonl.parent, timedelta(days=retention_days))
+    return count
 
 
 def register(root: typer.Typer, groups: CommandGroups) -> None:

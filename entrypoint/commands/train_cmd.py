@@ -5,6 +5,8 @@ untouched to `secure_trainer.kohya.config.parse_train_args`; our own flags are k
 `--log-level`, `--quiet`, `--progress-every`. `--help` prints the Kohya-flag help.
 SECURITY: the environment is hardened (offline, no telemetry) before diffusers is imported;
 output is numbers only (progress + one summary line), never a path, file name or caption.
+Inside an open workspace (output dir below the mounted ST_MOUNTPOINT) the LoRA is registered
+with its lineage (entrypoint/run/train_register.py); outside one, one line says it was not.
 """
 
 from __future__ import annotations
@@ -40,11 +42,20 @@ def run_train(kohya_args: list[str], *, log_level: str, quiet: bool, progress_ev
 
     harden_env()
     logger = configure_quiet_logging(log_level)
+    import os
+
+    from entrypoint.run.train_register import (
+        NOT_REGISTERED,
+        RUN_CHILD_ENV,
+        register_train,
+        target_for,
+    )
     from secure_trainer.kohya.config import parse_train_args
     from secure_trainer.train.loop import train
     from secure_trainer.train.progress import RunSummary, format_summary, make_progress
 
     settings = parse_train_args(kohya_args, warn=logger.warning)
+    target = target_for(settings.output_dir, os.environ)  # checked before training
     progress = make_progress(sys.stderr, quiet=quiet, every=progress_every)
     result = train(settings, progress=progress, warn=logger.warning)
     if result.lora_path is None:  # non-main process of a multi-process launch
@@ -54,6 +65,13 @@ def run_train(kohya_args: list[str], *, log_level: str, quiet: bool, progress_ev
                          wall_seconds=result.wall_seconds, peak_rss_bytes=result.peak_rss_bytes,
                          output_file=result.lora_path.name)
     print(format_summary(summary), flush=True)
+    if target is not None:
+        lora_id = register_train(target, settings, result.lora_path)
+        # stderr: stdout stays the one summary line scripts parse.
+        print(f"registry: registered LoRA {lora_id} with its lineage", file=sys.stderr,
+              flush=True)
+    elif os.environ.get(RUN_CHILD_ENV) != "1":  # under `run`, run registers at the seal
+        print(NOT_REGISTERED, file=sys.stderr, flush=True)
     epsilon = result.extra.get("ss_dp_epsilon")
     if epsilon is not None:
         print(f"dp: ε={epsilon} (δ={result.extra.get('ss_dp_delta')}), recorded in the LoRA "

@@ -475,11 +475,13 @@ class Lifecycle:
     def _seal_llm(self, config: LlmTrainConfig, adapter: Path, data: Path, started: float,
                   outputs: RunOutputs, config_sha: str) -> None:
         from entrypoint.run.llm_job import dp_settings
-        from secure_trainer.registry import file_sha256
+        from secure_trainer.registry import file_sha256, jsonl_record_hashes
 
         s = self._s
         try:
             data_sha = file_sha256(data)
+            # Lineage per record: `registry erase --subject` finds runs on a subject's records.
+            record_hashes = jsonl_record_hashes(data)
         except OSError:
             raise TrainingError("the dataset could not be hashed for the seal") from None
         adapter_sha = outputs.sha256(adapter.name)  # dir fd + O_NOFOLLOW, never a path walk
@@ -488,7 +490,7 @@ class Lifecycle:
             registry_path=self._ws.registry_path, root=s.mountpoint, run_id=self.run_id,
             run_dir=self._ws.runs_dir / self.run_id, lora=adapter,
             base_model=config.model_name_or_path, data_dirs=[data.parent],
-            image_hashes=[data_sha], governance=Governance.for_policy(
+            image_hashes=[data_sha, *record_hashes], governance=Governance.for_policy(
                 s.policy, owner=s.owner, purpose=s.purpose, legal_basis=s.legal_basis,
                 retention_days=s.retention_days))
         if dp is not None:

@@ -55,6 +55,15 @@ def retention_from_env(env: Mapping[str, str]) -> int | None:
     return days
 
 
+def retention_days_option(flag: int | None, env: Mapping[str, str]) -> int | None:
+    """A `--retention-days` flag, else ST_RETENTION_DAYS (None: no expiry). Raises ConfigError."""
+    if flag is None:
+        return retention_from_env(env)
+    if flag <= 0:
+        raise ConfigError("--retention-days must be at least 1")
+    return flag
+
+
 def classify(rel: PurePosixPath) -> ArtefactKind:
     """The kind of one file of a run folder, from its place and name (for counts by kind)."""
     name = rel.name

@@ -75,7 +75,9 @@ def trainer_env(tmp: Path, extra: dict[str, str] | None = None) -> dict[str, str
     """The child's whole environment: PATH, locale, offline flags, every cache in `tmp`."""
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8",
            "HOME": str(tmp), "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1",
-           "HF_HUB_DISABLE_TELEMETRY": "1", "DO_NOT_TRACK": "1"}
+           "HF_HUB_DISABLE_TELEMETRY": "1", "DO_NOT_TRACK": "1",
+           # `train` under `run`: run seals and registers; train must not register again.
+           "SECURE_TRAINER_RUN_CHILD": "1"}
     for var in CACHE_VARS:
         env[var] = str(tmp)
     if "OMP_NUM_THREADS" in os.environ:  # a thread cap is a resource choice, not a secret

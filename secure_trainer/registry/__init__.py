@@ -7,7 +7,13 @@ Must never log, and never put a name or path in an error message.
 
 from __future__ import annotations
 
-from secure_trainer.registry.files import file_sha256, read_subjects, tree_sha256
+from secure_trainer.registry.files import (
+    file_sha256,
+    jsonl_record_hashes,
+    read_subjects,
+    text_record_sha256,
+    tree_sha256,
+)
 from secure_trainer.registry.model import (
     Artefact,
     ArtefactKind,
@@ -22,6 +28,6 @@ from secure_trainer.registry.tombstone import subject_tag, tag_matches
 
 __all__ = [
     "Artefact", "ArtefactKind", "ErasureItem", "ErasurePlan", "ErasureReport", "ImageRecord",
-    "LoraRecord", "Registry", "file_sha256", "read_subjects", "subject_tag", "tag_matches",
-    "tree_sha256",
+    "LoraRecord", "Registry", "file_sha256", "jsonl_record_hashes", "read_subjects",
+    "subject_tag", "tag_matches", "text_record_sha256", "tree_sha256",
 ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import json
 import os
 from pathlib import Path, PurePosixPath
 
@@ -66,3 +67,27 @@ def tree_sha256(path: Path) -> str:
     for rel, value in sorted(entries):
         digest.update(f"{rel}\x00{value}\n".encode())
     return digest.hexdigest()
+
+
+def text_record_sha256(record: object) -> str:
+    """SHA-256 of one text record's canonical JSON (sorted keys, no spaces): the content hash a
+    text dataset's record has in the registry and in an LLM run's lineage."""
+    canonical = json.dumps(record, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def jsonl_record_hashes(path: Path) -> list[str]:
+    """`text_record_sha256` of every record (non-blank line) of a JSONL file, in file order.
+
+    Raises OSError when it cannot be read, DataRejected (line number only) for a bad line.
+    """
+    out: list[str] = []
+    with open(path, "rb") as fh:
+        for number, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                out.append(text_record_sha256(json.loads(line)))
+            except ValueError:
+                raise DataRejected(f"line {number} of a text dataset is not JSON") from None
+    return out

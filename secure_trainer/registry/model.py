@@ -28,6 +28,10 @@ class ArtefactKind(str, Enum):
     DP_RECORD = "dp_record"
     REPORT = "report"
     LOG = "log"
+    TEXT_RECORD = "text_record"
+    """One record of a text (JSONL) dataset: erased by rewriting the file without it."""
+    DATASET = "dataset"
+    """A whole imported dataset folder (expiry): deleted after its files are counted by kind."""
     RUN = "run"
     """A whole run folder: deleted last, so nothing written into it after sealing survives."""
     OTHER = "other"
@@ -89,6 +93,9 @@ class ErasurePlan:
     image_hashes: tuple[str, ...]
     items: tuple[ErasureItem, ...]
 
+    datasets: tuple[str, ...] = ()
+    """Datasets deleted whole (expiry): their registry rows go, their hashes stay re-importable."""
+
     subject: str | None = field(default=None, repr=False)
     """The subject id itself, in memory only: keyed into the tombstone at erase time."""
 
@@ -111,6 +118,7 @@ class ErasureReport:
             "subject_hmac": self.subject_tag,
             "loras": [{"id": lo.id, "sha256": lo.sha256} for lo in self.plan.loras],
             "image_sha256": list(self.plan.image_hashes),
+            "datasets": len(self.plan.datasets),
             "deleted_by_kind": dict(sorted(self.by_kind.items())),
             "files_deleted": self.files_deleted,
             "dirs_deleted": self.dirs_deleted,

@@ -22,7 +22,7 @@ from glob import escape as glob_escape
 from pathlib import Path, PurePosixPath
 
 from secure_trainer.errors import ConfigError, DataRejected
-from secure_trainer.registry.files import file_sha256
+from secure_trainer.registry.files import file_sha256, text_record_sha256
 from secure_trainer.registry.model import (
     Artefact,
     ArtefactKind,
@@ -50,6 +50,12 @@ CREATE TABLE IF NOT EXISTS lineage (
 CREATE INDEX IF NOT EXISTS lineage_sha ON lineage(image_sha256);
 CREATE TABLE IF NOT EXISTS artefacts (
   run_id TEXT NOT NULL, kind TEXT NOT NULL, path TEXT NOT NULL, PRIMARY KEY (run_id, path));
+CREATE TABLE IF NOT EXISTS text_records (
+  dataset TEXT NOT NULL, path TEXT NOT NULL, sha256 TEXT NOT NULL, subject TEXT,
+  PRIMARY KEY (dataset, sha256));
+CREATE INDEX IF NOT EXISTS text_subject ON text_records(subject);
+CREATE TABLE IF NOT EXISTS dataset_expiry (
+  dataset TEXT PRIMARY KEY, folder TEXT NOT NULL, expires TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS tombstones (
   seq INTEGER PRIMARY KEY AUTOINCREMENT, ts TEXT NOT NULL, reason TEXT NOT NULL,
   subject_hmac TEXT, image_hashes TEXT NOT NULL, lora_hashes TEXT NOT NULL);
@@ -119,6 +125,28 @@ class Registry:
             db.executemany("INSERT OR REPLACE INTO images VALUES (?,?,?,?,?,?,?)", rows)
         return len(rows)
 
+    def record_text(self, dataset: str, jsonl_path: Path,
+                    records: Iterable[tuple[str, str | None]]) -> int:
+        """Record a text dataset's records as (record content hash, subject or None); replaces
+        what was recorded for `dataset` before. Returns the count."""
+        rel = self._rel(jsonl_path)
+        rows = [(dataset, rel, sha, subject) for sha, subject in records]
+        with self._db() as db:
+            db.execute("DELETE FROM text_records WHERE dataset = ?", (dataset,))
+            db.executemany("INSERT OR REPLACE INTO text_records VALUES (?,?,?,?)", rows)
+        return len(rows)
+
+    def set_dataset_expiry(self, dataset: str, folder: Path,
+                           expires: datetime | timedelta) -> str:
+        """`registry expire` deletes `folder` (the imported dataset), its rows and every run
+        trained on it once `expires` is past. Returns the expiry as ISO 8601 (UTC)."""
+        when = _now() + expires if isinstance(expires, timedelta) else expires
+        iso = when.astimezone(UTC).isoformat()
+        with self._db() as db:
+            db.execute("INSERT OR REPLACE INTO dataset_expiry VALUES (?,?,?)",
+                       (dataset, self._rel(folder), iso))
+        return iso
+
     def register_run(self, run_id: str, lora_path: Path, base_model_sha256: str | None,
                      dataset_name: str, image_hashes: Iterable[str],
                      artefacts: Iterable[Artefact] | Mapping[str, Iterable[Path]],
@@ -166,9 +194,10 @@ class Registry:
         """Names of the imported datasets with an image inside any of `folders`."""
         prefixes = sorted({self._rel(f).rstrip("/") + "/" for f in folders})
         with self._db() as db:
-            names = {r[0] for p in prefixes for r in db.execute(
-                "SELECT DISTINCT dataset FROM images WHERE substr(path, 1, ?) = ?",
-                (len(p), p))}
+            names = {r[0] for p in prefixes for table in ("images", "text_records")
+                     for r in db.execute(
+                         f"SELECT DISTINCT dataset FROM {table} WHERE substr(path, 1, ?) = ?",
+                         (len(p), p))}
         return sorted(names)
 
     def dataset_hashes(self, dataset: str) -> list[str]:
@@ -225,12 +254,19 @@ class Registry:
             hashes = sorted({r[0] for r in db.execute(
                 "SELECT sha256 FROM images WHERE subject = ?", (subject,))})
             images = self._images_with(db, hashes)
-            lora_ids = sorted({r[0] for h in hashes for r in db.execute(
+            # Text records by content hash, in every text dataset that holds that record.
+            texts = sorted({(r[0], r[1]) for r in db.execute(
+                "SELECT t.path, t.sha256 FROM text_records t WHERE t.sha256 IN "
+                "(SELECT sha256 FROM text_records WHERE subject = ?)", (subject,))})
+            text_hashes = sorted({h for _, h in texts})
+            lora_ids = sorted({r[0] for h in hashes + text_hashes for r in db.execute(
                 "SELECT lora_id FROM lineage WHERE image_sha256 = ?", (h,))})
             loras = self._loras_by_id(db, lora_ids)
             items = self._lora_items(db, loras) + self._image_items(images)
+        items += [ErasureItem(ArtefactKind.TEXT_RECORD, "", h, path) for path, h in texts]
         items += self._copies(set(hashes), images, {i.rel_path for i in items})
-        return ErasurePlan("subject", tuple(loras), tuple(hashes), tuple(items), subject=subject)
+        return ErasurePlan("subject", tuple(loras), tuple(sorted(hashes + text_hashes)),
+                           tuple(items), subject=subject)
 
     def _copies(self, hashes: set[str], images: list[ImageRecord],
                 planned: set[str]) -> list[ErasureItem]:
@@ -279,14 +315,32 @@ class Registry:
         return found
 
     def plan_expired(self, now: datetime | None = None) -> ErasurePlan:
-        """Every LoRA whose expiry is past, with its run's artefacts."""
+        """Every LoRA whose expiry is past, with its run's artefacts; every dataset whose expiry
+        is past (its files, captions and caches, then its folder) with every LoRA trained on it."""
         cutoff = (now or _now()).astimezone(UTC).isoformat()
         with self._db() as db:
-            ids = [r[0] for r in db.execute(
-                "SELECT id FROM loras WHERE expires IS NOT NULL AND expires <= ?", (cutoff,))]
-            loras = self._loras_by_id(db, ids)
+            ids = {r[0] for r in db.execute(
+                "SELECT id FROM loras WHERE expires IS NOT NULL AND expires <= ?", (cutoff,))}
+            expired = db.execute("SELECT dataset, folder FROM dataset_expiry WHERE expires <= ? "
+                                 "ORDER BY dataset", (cutoff,)).fetchall()
+            images: list[ImageRecord] = []
+            text_hashes: set[str] = set()
+            for dataset, _ in expired:
+                images += [ImageRecord(ds, path, sha, subj, tuple(json.loads(caps)), src)
+                           for ds, path, sha, subj, src, caps, _ in db.execute(
+                               "SELECT * FROM images WHERE dataset = ? ORDER BY path", (dataset,))]
+                text_hashes |= {r[0] for r in db.execute(
+                    "SELECT sha256 FROM text_records WHERE dataset = ?", (dataset,))}
+            for h in sorted({im.sha256 for im in images} | text_hashes):
+                ids |= {r[0] for r in db.execute(
+                    "SELECT lora_id FROM lineage WHERE image_sha256 = ?", (h,))}
+            loras = self._loras_by_id(db, sorted(ids))
             items = self._lora_items(db, loras)
-        return ErasurePlan("expiry", tuple(loras), (), tuple(items))
+        items += self._image_items(images)
+        items += [ErasureItem(ArtefactKind.DATASET, name, None, folder)
+                  for name, folder in expired]
+        return ErasurePlan("expiry", tuple(loras), (), tuple(items),
+                           datasets=tuple(name for name, _ in expired))
 
     @staticmethod
     def _images_with(db: sqlite3.Connection, hashes: list[str]) -> list[ImageRecord]:
@@ -351,7 +405,10 @@ class Registry:
             except ValueError:
                 raise ConfigError("the tombstone key is too short") from None
         report = ErasureReport(plan, subject_tag=tag)
+        self._drop_text_records(plan, report)
         for item in plan.items:
+            if item.kind is ArtefactKind.TEXT_RECORD:
+                continue
             target = self.root / item.rel_path
             # SECURITY: the folder holding the target must be inside the workspace, and so must
             # the target itself unless it is a symlink (which is unlinked, never followed).
@@ -383,6 +440,10 @@ class Registry:
                     db.execute("DELETE FROM artefacts WHERE run_id = ?", (run_id,))
             for h in plan.image_hashes:
                 db.execute("DELETE FROM images WHERE sha256 = ?", (h,))
+                db.execute("DELETE FROM text_records WHERE sha256 = ?", (h,))
+            for dataset in plan.datasets:
+                for table in ("images", "text_records", "dataset_expiry"):
+                    db.execute(f"DELETE FROM {table} WHERE dataset = ?", (dataset,))
             db.execute("INSERT INTO tombstones (ts, reason, subject_hmac, image_hashes, "
                        "lora_hashes) VALUES (?,?,?,?,?)",
                        (_now().isoformat(), plan.reason, tag,
@@ -391,3 +452,54 @@ class Registry:
         with self._db() as db:
             db.execute("VACUUM")  # rewrite the file so no page still holds erased rows
         return report
+
+    def _drop_text_records(self, plan: ErasurePlan, report: ErasureReport) -> None:
+        """Rewrite each JSONL file of the plan without its planned records (atomically: a
+        temporary file beside it, fsynced, renamed over it); counts removed records by kind."""
+        by_file: dict[str, set[str]] = {}
+        for item in plan.items:
+            if item.kind is ArtefactKind.TEXT_RECORD and item.sha256:
+                by_file.setdefault(item.rel_path, set()).add(item.sha256)
+        for rel, hashes in sorted(by_file.items()):
+            target = self.root / rel
+            if not target.parent.resolve().is_relative_to(self.root):
+                raise DataRejected("an erasure target lies outside the workspace")
+            try:
+                removed = _rewrite_jsonl_without(target, hashes)
+            except FileNotFoundError:
+                report.already_gone += 1
+                continue
+            except (OSError, ValueError):
+                raise DataRejected("a text dataset could not be rewritten") from None
+            report.by_kind[ArtefactKind.TEXT_RECORD.value] += removed
+
+
+def _rewrite_jsonl_without(path: Path, hashes: set[str]) -> int:
+    """Replace the JSONL file `path` (never followed if a symlink) by a copy without the
+    records whose `text_record_sha256` is in `hashes`; returns how many were removed."""
+    dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        fd = os.open(path.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dfd)
+        with os.fdopen(fd, "rb") as fh:
+            lines = fh.read().split(b"\n")
+        kept = [ln for ln in lines if ln.strip()
+                and text_record_sha256(json.loads(ln)) not in hashes]
+        removed = sum(1 for ln in lines if ln.strip()) - len(kept)
+        if not removed:
+            return 0
+        tmp = f".{path.name}.erase-tmp"
+        try:
+            os.unlink(tmp, dir_fd=dfd)
+        except FileNotFoundError:
+            pass
+        out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                      0o600, dir_fd=dfd)
+        with os.fdopen(out, "wb") as fh:
+            fh.write(b"".join(ln + b"\n" for ln in kept))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path.name, src_dir_fd=dfd, dst_dir_fd=dfd)
+        os.fsync(dfd)
+        return removed
+    finally:
+        os.close(dfd)

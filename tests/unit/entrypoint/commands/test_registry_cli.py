@@ -148,3 +148,79 @@ def test_no_audit_key_means_nothing_deleted(ws: Path, capsys: pytest.CaptureFixt
                          "--unsafe-plaintext-dest"], capsys, monkeypatch)
     assert code in (2, 4), err
     assert sorted(p for p in ws.rglob("*") if p.is_file()) == before
+
+
+def test_dataset_retention_then_expire_deletes_dataset_and_runs_on_it(
+        ws: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`data import --retention-days 3`: `expire` before then keeps it; after, the dataset's
+    files, captions and folder go with every run trained on it, and counts print by kind."""
+    src = tmp_path / "src2" / "2_thing"
+    src.mkdir(parents=True)
+    Image.new("RGB", (8, 8), (10, 20, 30)).save(src / "x.png")
+    (src / "x.txt").write_text("a caption")
+    code, _, err = _cli(["data", "import", str(src.parent), "--name", "short",
+                         "--retention-days", "3", "--unsafe-plaintext-dest"], capsys, monkeypatch)
+    assert code == 0, err
+    reg = Registry(ws / "registry.sqlite")
+    run = ws / "runs" / "run-c"
+    run.mkdir(parents=True)
+    (run / "lora.safetensors").write_bytes(b"c")
+    reg.register_run("run-c", run / "lora.safetensors", None, "short",
+                     reg.dataset_hashes("short"), [Artefact(ArtefactKind.RUN, run)],
+                     "team", "test", "consent", expires=timedelta(days=365))
+    soon = (datetime.now(UTC) + timedelta(days=2, hours=23)).isoformat()
+    code, out, err = _cli(["registry", "expire", "--yes", "--audit-key-stdin", "--now", soon,
+                           "--unsafe-plaintext-dest"], capsys, monkeypatch, stdin=AUDIT_KEY)
+    assert code == 0 and (ws / "datasets" / "short").is_dir() and run.is_dir(), out + err
+    later = (datetime.now(UTC) + timedelta(days=3, hours=1)).isoformat()
+    code, out, err = _cli(["registry", "expire", "--yes", "--audit-key-stdin", "--now", later,
+                           "--unsafe-plaintext-dest"], capsys, monkeypatch, stdin=AUDIT_KEY)
+    assert code == 0, err
+    assert "deleted: caption=1, dataset=1, dataset_image=1, lora=1, run=1" in out
+    assert not (ws / "datasets" / "short").exists() and not run.exists()
+    assert (ws / "runs" / "run-a" / "lora.safetensors").exists()  # no expiry
+    assert len(list((ws / "datasets" / "people").rglob("*.png"))) == 3
+    assert _verify(ws)[-1]["fields"]["datasets"] == 1  # type: ignore[index]
+    code, _, err = _cli(["data", "import", str(src.parent), "--name", "bad",
+                         "--retention-days", "0", "--unsafe-plaintext-dest"], capsys, monkeypatch)
+    assert code == 2 and not (ws / "datasets" / "bad").exists()
+
+
+def test_text_import_registers_subjects_and_erase_covers_text(
+        ws: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`data import-text` records each record's hash and subject: `find --subject` lists the
+    records, `erase` rewrites the JSONL without them and deletes the LLM run trained on it."""
+    from secure_trainer.devtools.synthetic_text import make_text_dataset
+    from secure_trainer.registry import jsonl_record_hashes
+
+    corpus = tmp_path / "corpus"
+    make_text_dataset(corpus)
+    code, _, err = _cli(["data", "import-text", str(corpus / "alpaca.jsonl"), "--name", "chat",
+                         "--unsafe-plaintext-dest"], capsys, monkeypatch)
+    assert code == 0, err
+    data = ws / "datasets" / "chat" / "train.jsonl"
+    records = [json.loads(ln) for ln in data.read_text().splitlines()]
+    subject = records[0]["subject"]
+    mine = [r for r in records if r["subject"] == subject]
+    reg = Registry(ws / "registry.sqlite")
+    run = ws / "runs" / "llm-1"
+    (run / "adapter").mkdir(parents=True)
+    (run / "adapter" / "adapter_model.safetensors").write_bytes(b"a")
+    reg.register_run("llm-1", run / "adapter" / "adapter_model.safetensors", None, "chat",
+                     jsonl_record_hashes(data), [Artefact(ArtefactKind.RUN, run)],
+                     "team", "test", "consent")
+    code, out, _ = _cli(["registry", "find", "--subject", subject, "--json",
+                         "--unsafe-plaintext-dest"], capsys, monkeypatch)
+    plan = json.loads(out)
+    assert [i["kind"] for i in plan["items"]].count("text_record") == len(mine)
+    assert len(plan["loras"]) == 1
+    code, out, err = _cli(["registry", "erase", "--subject", subject, "--yes",
+                           "--audit-key-stdin", "--unsafe-plaintext-dest"], capsys, monkeypatch,
+                          stdin=AUDIT_KEY)
+    assert code == 0, err
+    assert f"text_record={len(mine)}" in out and subject not in out
+    left = [json.loads(ln) for ln in data.read_text().splitlines()]
+    assert left == [r for r in records if r["subject"] != subject]
+    assert not run.exists()
