@@ -18,6 +18,7 @@ from entrypoint.audit.applog import verify
 from entrypoint.vault.devserver import DevVault
 from secure_trainer.devtools.synthetic_text import make_text_dataset
 from secure_trainer.devtools.tiny_llm import make_tiny_llm
+from secure_trainer.registry import jsonl_record_hashes
 from secure_trainer.registry.store import Registry
 from tests.integration.run_support import RunCase, prepare
 
@@ -127,6 +128,19 @@ def test_run_llm_seals_adapter_inside_workspace(dev_vault: DevVault, tmp_path: P
         assert sealed["seq"] == manifest["audit_seq"]
         assert sealed["fields"]["trainer"] == "train-llm"
         assert not any(ws.tmp_dir.iterdir())
+        # Lineage per record: erasing one subject rewrites the JSONL without its records and
+        # deletes this run (adapter and run folder) whole.
+        registry = Registry(ws.registry_path)
+        jsonl = ws.datasets_dir / "notes" / "train.jsonl"
+        _, lineage, _ = registry.lora(loras[0].id)
+        assert set(jsonl_record_hashes(jsonl)) <= set(lineage)
+        records = [json.loads(ln) for ln in jsonl.read_text().splitlines()]
+        subject = records[0]["subject"]
+        report = registry.erase(registry.plan_subject(subject), tombstone_key=b"k" * 32)
+        assert report.by_kind["text_record"] == sum(r["subject"] == subject for r in records)
+        assert not run_dir.exists() and registry.loras() == []
+        assert [json.loads(ln) for ln in jsonl.read_text().splitlines()] == [
+            r for r in records if r["subject"] != subject]
 
 
 def _audit_key(case: RunCase) -> object:
