@@ -2,6 +2,9 @@
 
 Vault settings come from the environment (see docs/vault-and-keys.md); the cipher dir from
 `--cipher-dir` or ST_CIPHER_DIR. An owned Vault token is revoked when the command ends.
+`rotate` and `rekey` are audited: their outcome (versions and counts, or the error type) goes at
+once to the root-only pre-mount journal in the state dir (ST_STATE_DIR), which the next `run`
+merges into the workspace's app log; a record that cannot be written fails the command (exit 6).
 Must never: print a passphrase or token (status shows versions, roles and ages only).
 """
 
@@ -42,6 +45,31 @@ def _key_manager(cipher_dir: Path) -> Iterator[KeyManager]:
         yield KeyManager(vault, Gocryptfs(), cipher_dir, unsafe_test_crash_at=crash_at)
 
 
+@contextmanager
+def _audited(operation: str) -> Iterator[None]:
+    """Journal the failure of a key `operation` (its error type only) before re-raising."""
+    from entrypoint.errors import SecureTrainerError
+
+    try:
+        yield
+    except SecureTrainerError as exc:
+        try:
+            _journal("key_operation_failed", operation=operation, error=type(exc).__name__,
+                     exit_code=exc.exit_code)
+        except SecureTrainerError:
+            pass  # the operation's own error is the one to report
+        raise
+
+
+def _journal(event: str, **fields: object) -> None:
+    """One record in the pre-mount journal (merged into the app log at the next mount).
+    Raises AuditError when it cannot be written."""
+    from entrypoint.audit.journal import PreMountJournal
+    from entrypoint.workspace.gocryptfs import state_dir
+
+    PreMountJournal(state_dir()).append(event, **fields)
+
+
 def _age(seconds: float | None) -> str:
     if seconds is None:
         return "?"
@@ -66,8 +94,7 @@ def register(root: typer.Typer, groups: CommandGroups) -> None:
 
     @groups.keys.command("init")
     def init_cmd(
-        cipher_dir: Path = typer.Option(..., "--cipher-dir", envvar="ST_CIPHER_DIR",
-                                        help=_CIPHER_HELP),
+        cipher_dir: Path = _CIPHER_OPT,
     ) -> None:
         """Create a random workspace passphrase in Vault and the encrypted cipher dir."""
         with _key_manager(cipher_dir) as keys:
@@ -76,8 +103,7 @@ def register(root: typer.Typer, groups: CommandGroups) -> None:
 
     @groups.keys.command("status")
     def status_cmd(
-        cipher_dir: Path = typer.Option(..., "--cipher-dir", envvar="ST_CIPHER_DIR",
-                                        help=_CIPHER_HELP),
+        cipher_dir: Path = _CIPHER_OPT,
         as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
     ) -> None:
         """Show key versions, their age and which is active or pending (never a value)."""
@@ -95,12 +121,13 @@ def register(root: typer.Typer, groups: CommandGroups) -> None:
 
     @groups.keys.command("rotate")
     def rotate_cmd(
-        cipher_dir: Path = typer.Option(..., "--cipher-dir", envvar="ST_CIPHER_DIR",
-                                        help=_CIPHER_HELP),
+        cipher_dir: Path = _CIPHER_OPT,
     ) -> None:
         """New passphrase in Vault, re-wrap the gocryptfs master key, verify, destroy the old."""
-        with _key_manager(cipher_dir) as keys:
+        with _audited("rotate"), _key_manager(cipher_dir) as keys:
             result = keys.rotate()
+        _journal("key_rotated", old_version=result.old_version,
+                 new_version=result.new_version, recovered=result.recovered)
         if result.recovered:
             typer.echo("settled an interrupted rotation first")
         typer.echo(f"workspace key rotated: version {result.old_version} -> {result.new_version}")
@@ -112,9 +139,11 @@ def register(root: typer.Typer, groups: CommandGroups) -> None:
         from entrypoint.workspace.gocryptfs import Gocryptfs
         from entrypoint.workspace.rekey import Rekeyer
 
-        with _key_manager(cipher_dir) as keys:
+        with _audited("rekey"), _key_manager(cipher_dir) as keys:
             result = Rekeyer(keys, Gocryptfs(), cipher_dir,
                              unsafe_test_crash_at=crash_at_from_env(os.environ)).rekey()
+        _journal("rekey", old_version=result.old_version, new_version=result.new_version,
+                 files=result.files, recovered=result.recovered)
         if result.recovered:
             typer.echo("settled an interrupted rotation or rekey first")
         typer.echo(f"workspace rekeyed: new master key, files={result.files}; key version "
