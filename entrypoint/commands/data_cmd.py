@@ -15,11 +15,13 @@ import json
 import os
 import re
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import typer
 
+from entrypoint.commands.data_dicom import dicom_request
 from entrypoint.decode.isolated import IsolatedDecoder
 from entrypoint.errors import ConfigError, DataRejected
 from secure_trainer.privacy.pii import PiiMode
@@ -181,6 +183,7 @@ def register(root: typer.Typer, groups: CommandGroups) -> None:
     unsafe_o = typer.Option(False, "--unsafe-plaintext-dest", help="Allow a destination that is not encrypted (tests/dev only).")
     json_o = typer.Option(False, "--json", help="Print the counts as JSON.")
     fail_o = typer.Option(False, "--fail-on-reject", help="Exit 8 if any file was rejected.")
+    dcap_o = typer.Option([], "--dicom-caption", help="DICOM attribute for the caption (repeatable; default Modality, BodyPartExamined).")
 
     @groups.data.command("import")
     def import_cmd(
@@ -192,10 +195,17 @@ def register(root: typer.Typer, groups: CommandGroups) -> None:
         caption_extension: list[str] = cap_o, keep_folder_names: bool = keep_o,
         max_pixels: int = px_o, unsafe_plaintext_dest: bool = unsafe_o, as_json: bool = json_o,
         fail_on_reject: bool = fail_o,
+        window: str | None = typer.Option(None, "--window", help="DICOM window CENTER,WIDTH (e.g. 40,400 for CT soft tissue); default: the file's, else min-max."),
+        dicom_bits: int = typer.Option(8, "--dicom-bits", help="DICOM output PNG depth: 8 or 16."),
+        dicom_dates: str = typer.Option("remove", "--dicom-dates", help="DICOM dates: remove, or shift (per patient, keyed)."),
+        allow_burned_in: bool = typer.Option(False, "--allow-burned-in", help="Import DICOM images flagged BurnedInAnnotation=YES."),
+        dicom_caption: list[str] = dcap_o,
     ) -> None:
         """Sanitize SRC into the workspace's datasets/NAME and record it in the registry."""
         options = _options(fmt, resolution, blur_faces, pii, deny_list, deny, caption_extension,
                            max_pixels)
+        options = replace(options, dicom=dicom_request(window, dicom_bits, dicom_dates,
+                                                       allow_burned_in, dicom_caption))
         ws = resolve_workspace(workspace, unsafe_plaintext=unsafe_plaintext_dest)
         src_abs = src.resolve()
         if src_abs.is_relative_to(ws) or ws.is_relative_to(src_abs):
@@ -226,11 +236,13 @@ def register(root: typer.Typer, groups: CommandGroups) -> None:
         report = sanitize_tree(src_abs, dest, pseudonymizer=pseudo, options=options,
                                blocked_hashes=registry.erased_hashes(), decoder=decoder)
         registry.record_images(
-            ImageRecord(name, str(dest / f.rel_path), f.sha256, subjects.get(f.source_rel),
+            ImageRecord(name, str(dest / f.rel_path), f.sha256,
+                        f.subject or subjects.get(f.source_rel),
                         tuple(str(dest / c) for c in f.captions), f.source_rel.as_posix())
             for f in report.files)
         summary = {"dataset": name, **report.summary(),
-                   "subjects_recorded": sum(1 for f in report.files if f.source_rel in subjects)}
+                   "subjects_recorded": sum(1 for f in report.files
+                                            if f.subject or f.source_rel in subjects)}
         _print_report(summary, as_json)
         _finish(report, fail_on_reject)
 
@@ -282,6 +294,21 @@ def register(root: typer.Typer, groups: CommandGroups) -> None:
             key[:] = bytes(len(key))
         return sanitize_tree(src_abs, dst_abs, pseudonymizer=pseudo, options=options,
                              decoder=decoder)
+
+    @groups.data.command("dicom-subject")
+    def dicom_subject_cmd(workspace: Path | None = ws_o, unsafe_plaintext_dest: bool = unsafe_o,
+                          ) -> None:
+        """Print the pseudonymous subject id `data import` records for a DICOM PatientID read
+        from stdin (not argv: it stays out of the process list), for `registry erase --subject`."""
+        patient_id = sys.stdin.readline(4096).strip()
+        if not patient_id:
+            raise ConfigError("give the DICOM PatientID on stdin")
+        key = load_or_create_key(resolve_workspace(workspace,
+                                                   unsafe_plaintext=unsafe_plaintext_dest))
+        try:
+            typer.echo(Pseudonymizer(key).subject(patient_id))
+        finally:
+            key[:] = bytes(len(key))
 
     @groups.data.command("scan")
     def scan_cmd(

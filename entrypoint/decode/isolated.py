@@ -34,12 +34,14 @@ from typing import Self
 from PIL import Image
 
 from entrypoint.decode.frames import FrameError, read_frame_until, write_frame_until
-from entrypoint.decode.worker import MAX_HEADER, MAX_IMAGE_FRAME, serve
+from entrypoint.decode.worker import MAX_EXTRA_FRAMES, MAX_HEADER, MAX_IMAGE_FRAME, serve
 from entrypoint.errors import ConfigError
 from entrypoint.run.trainer_child import child_preexec
+from secure_trainer.privacy.dicom.decode import warm_up_dicom
 from secure_trainer.privacy.image_decode import (
     DecodedImage,
     DecodeRequest,
+    DicomInfo,
     ImageRejected,
     RejectReason,
     decode_image,
@@ -53,6 +55,7 @@ DEFAULT_MEMORY_BYTES = 6 << 30  # per decode, on top of the fork: 64 Mpx RGBA is
 _STARTUP_TIMEOUT_S = 30.0
 _RELAY_MARGIN_S = 30.0  # the zygote's own deadline comes first; ours only catches a dead zygote
 _MAX_FACES = 100_000
+_MAX_DICOM_TEXT = 4096
 _KIND_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 _REASONS = {r.value: r for r in RejectReason}
 _EXIT_SETUP_FAILED = 70
@@ -92,6 +95,7 @@ def _warm_up(request: DecodeRequest) -> None:
             decode_image(buf.getvalue(), request)
         except (OSError, KeyError, ImageRejected):
             continue  # a format this Pillow lacks: its files are rejected, as in-process
+    warm_up_dicom(request)  # pydicom loads its pixel handlers lazily
 
 
 class IsolatedDecoder:
@@ -224,14 +228,19 @@ class IsolatedDecoder:
         try:
             write_frame_until(self._to_child, raw, deadline)
             header = json.loads(read_frame_until(self._from_child, MAX_HEADER, deadline))
-            data = (read_frame_until(self._from_child, MAX_IMAGE_FRAME, deadline)
-                    if isinstance(header, dict) and header.get("ok") is True else None)
+            data = None
+            if isinstance(header, dict) and header.get("ok") is True:
+                more = header.get("frames", 0)
+                if not isinstance(more, int) or not 0 <= more <= MAX_EXTRA_FRAMES:
+                    raise ValueError("bad frame count")
+                data = [read_frame_until(self._from_child, MAX_IMAGE_FRAME, deadline)
+                        for _ in range(1 + more)]
         except (FrameError, ValueError):
             self._kill()
             raise ImageRejected(RejectReason.DECODER_CRASHED) from None
         return self._checked(header, data, request)
 
-    def _checked(self, header: object, data: bytes | None,
+    def _checked(self, header: object, data: list[bytes] | None,
                  request: DecodeRequest) -> DecodedImage:
         """The child's answer, trusted only after its shape and the output are checked."""
         if not isinstance(header, dict):
@@ -244,14 +253,30 @@ class IsolatedDecoder:
                 raise ImageRejected(RejectReason.DECODER_CRASHED)
             raise ImageRejected(reason)
         kinds, faces = header.get("kinds"), header.get("faces")
-        if (data is None or not isinstance(kinds, list) or not isinstance(faces, int)
+        dicom = _dicom_info(header.get("dicom"))
+        if (not data or dicom is False or not isinstance(kinds, list) or not isinstance(faces, int)
                 or not 0 <= faces <= _MAX_FACES
                 or not all(isinstance(k, str) and _KIND_RE.match(k) for k in kinds)):
             self._kill()
             raise ImageRejected(RejectReason.DECODER_CRASHED)
         # Fail closed even against a subverted child: the result must be the requested
         # format and carry no metadata (a header-only parse, no pixel decoding here).
-        meta = inspect_bytes(data)
-        if meta.format != request.output_format or meta.has_any:
-            raise ImageRejected(RejectReason.METADATA_SURVIVED)
-        return DecodedImage(data=data, metadata_kinds=tuple(kinds), faces=faces)
+        # A DICOM source is always rendered to PNG (one per frame).
+        fmt = "png" if dicom is not None else request.output_format
+        for frame in data:
+            meta = inspect_bytes(frame)
+            if meta.format != fmt or meta.has_any:
+                raise ImageRejected(RejectReason.METADATA_SURVIVED)
+        return DecodedImage(data=data[0], metadata_kinds=tuple(kinds), faces=faces,
+                            frames=tuple(data[1:]),
+                            dicom=dicom if isinstance(dicom, DicomInfo) else None)
+
+
+def _dicom_info(raw: object) -> DicomInfo | None | bool:
+    """The child's DICOM report by shape: None when absent, False when malformed."""
+    if raw is None:
+        return None
+    if (not isinstance(raw, dict) or set(raw) != {"patient_id", "caption"}
+            or not all(isinstance(v, str) and len(v) <= _MAX_DICOM_TEXT for v in raw.values())):
+        return False
+    return DicomInfo(patient_id=raw["patient_id"], caption=raw["caption"])

@@ -21,17 +21,14 @@ import time
 
 from entrypoint.decode.frames import FrameError, read_frame, read_frame_until, write_frame
 from entrypoint.workspace.tether import ParentDeathSignal
-from secure_trainer.privacy.image_decode import (
-    DecodeRequest,
-    ImageRejected,
-    RejectReason,
-    decode_image,
-)
+from secure_trainer.privacy.decode_any import decode_any
+from secure_trainer.privacy.image_decode import DecodeRequest, ImageRejected, RejectReason
 
-__all__ = ["MAX_HEADER", "MAX_IMAGE_FRAME", "serve"]
+__all__ = ["MAX_EXTRA_FRAMES", "MAX_HEADER", "MAX_IMAGE_FRAME", "serve"]
 
 MAX_IMAGE_FRAME = 1 << 30  # both ways: sources are at most max_file_bytes, outputs are bounded
 MAX_HEADER = 1 << 16
+MAX_EXTRA_FRAMES = 4096  # further frames of one multi-frame DICOM source
 
 
 def _address_space() -> int:
@@ -52,11 +49,15 @@ def _decode_here(raw: bytes, request: DecodeRequest, limit: int, out_fd: int) ->
             # pushing the host into swap or the OOM killer.
             resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
         data: bytes | None = None
+        extra: tuple[bytes, ...] = ()
         try:
-            img = decode_image(raw, request)
+            img = decode_any(raw, request)
             header: dict[str, object] = {"ok": True, "kinds": list(img.metadata_kinds),
-                                         "faces": img.faces}
-            data = img.data
+                                         "faces": img.faces, "frames": len(img.frames)}
+            if img.dicom is not None:
+                header["dicom"] = {"patient_id": img.dicom.patient_id,
+                                   "caption": img.dicom.caption}
+            data, extra = img.data, img.frames
         except ImageRejected as rej:
             header = {"ok": False, "reason": rej.reason.value}
         except MemoryError:
@@ -67,12 +68,14 @@ def _decode_here(raw: bytes, request: DecodeRequest, limit: int, out_fd: int) ->
             write_frame(fh, json.dumps(header).encode())
             if data is not None:
                 write_frame(fh, data)
+                for frame in extra:
+                    write_frame(fh, frame)
     finally:
         os._exit(0)
 
 
 def _one(raw: bytes, request: DecodeRequest, limit: int, timeout_s: float,
-         tether: ParentDeathSignal) -> tuple[dict[str, object], bytes | None]:
+         tether: ParentDeathSignal) -> tuple[dict[str, object], list[bytes] | None]:
     """Zygote: decode `raw` in a fresh fork; the answer, or a crash/timeout reason."""
     rfd, wfd = os.pipe()
     pid = os.fork()
@@ -90,13 +93,16 @@ def _one(raw: bytes, request: DecodeRequest, limit: int, timeout_s: float,
             os._exit(0)
     os.close(wfd)
     deadline = time.monotonic() + timeout_s
-    data: bytes | None = None
+    data: list[bytes] | None = None
     try:
         header = json.loads(read_frame_until(rfd, MAX_HEADER, deadline))
         if not isinstance(header, dict):
             raise TypeError("not an object")
         if header.get("ok") is True:
-            data = read_frame_until(rfd, MAX_IMAGE_FRAME, deadline)
+            more = header.get("frames", 0)
+            if not isinstance(more, int) or not 0 <= more <= MAX_EXTRA_FRAMES:
+                raise TypeError("bad frame count")
+            data = [read_frame_until(rfd, MAX_IMAGE_FRAME, deadline) for _ in range(1 + more)]
     except FrameError as err:
         reason = RejectReason.DECODER_TIMEOUT if err.timed_out else RejectReason.DECODER_CRASHED
         header, data = {"ok": False, "reason": reason.value}, None
@@ -126,6 +132,6 @@ def serve(request: DecodeRequest, memory: int, timeout_s: float) -> int:
         while (raw := read_frame(inp, MAX_IMAGE_FRAME)) is not None:
             header, data = _one(raw, request, limit, timeout_s, tether)
             write_frame(out, json.dumps(header).encode())
-            if data is not None:
-                write_frame(out, data)
+            for frame in data or ():
+                write_frame(out, frame)
     return 0

@@ -30,6 +30,8 @@ __all__ = [
     "DecodeRequest",
     "DecodedImage",
     "Decoder",
+    "DicomInfo",
+    "DicomRequest",
     "ImageRejected",
     "RejectReason",
     "decode_image",
@@ -57,6 +59,10 @@ class RejectReason(str, Enum):
     """The isolated decoder process died on this file (a crash, or out of memory)."""
     DECODER_TIMEOUT = "decoder_timeout"
     """The isolated decoder took longer than its per-image limit and was killed."""
+    UNSUPPORTED_TRANSFER_SYNTAX = "unsupported_transfer_syntax"
+    """A DICOM file compressed in a syntax no installed pydicom pixel handler decodes."""
+    BURNED_IN_ANNOTATION = "burned_in_annotation"
+    """A DICOM file flagged BurnedInAnnotation = YES (text in the pixels), without opt-in."""
 
 
 class ImageRejected(Exception):
@@ -65,6 +71,42 @@ class ImageRejected(Exception):
     def __init__(self, reason: RejectReason) -> None:
         super().__init__(reason.value)
         self.reason = reason
+
+
+_CAPTION_ATTRIBUTES = ("Modality", "BodyPartExamined")
+
+
+@dataclass(frozen=True)
+class DicomRequest:
+    """How DICOM files are rendered and de-identified (plain values: crosses a process)."""
+
+    uid_key: str = ""
+    """Hex of a per-import random key for UIDs and date shifts (never the pseudonym key)."""
+    dates: Literal["remove", "shift"] = "remove"
+    window: tuple[float, float] | None = None
+    """(center, width) overriding the file's window."""
+    bits: Literal[8, 16] = 8
+    allow_burned_in: bool = False
+    caption_attributes: tuple[str, ...] = _CAPTION_ATTRIBUTES
+    """Non-identifying attributes whose values (after de-identification) form the caption."""
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-able form."""
+        return {"uid_key": self.uid_key, "dates": self.dates,
+                "window": list(self.window) if self.window else None, "bits": self.bits,
+                "allow_burned_in": self.allow_burned_in,
+                "caption_attributes": list(self.caption_attributes)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> DicomRequest:
+        """Inverse of `to_json`. Raises ValueError/TypeError/KeyError on a malformed value."""
+        if data["dates"] not in ("remove", "shift") or data["bits"] not in (8, 16):
+            raise ValueError("bad DICOM request")
+        win = data["window"]
+        return cls(uid_key=str(data["uid_key"]), dates=data["dates"],
+                   window=(float(win[0]), float(win[1])) if win is not None else None,
+                   bits=data["bits"], allow_burned_in=bool(data["allow_burned_in"]),
+                   caption_attributes=tuple(str(a) for a in data["caption_attributes"]))
 
 
 @dataclass(frozen=True)
@@ -77,12 +119,14 @@ class DecodeRequest:
     blur_faces: bool = False
     max_pixels: int = 64_000_000
     """Decompression-bomb guard, checked from the header before any pixel is decoded."""
+    dicom: DicomRequest = DicomRequest()
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-able form for the decoder process."""
         return {"output_format": self.output_format,
                 "resolution": list(self.resolution) if self.resolution else None,
-                "blur_faces": self.blur_faces, "max_pixels": self.max_pixels}
+                "blur_faces": self.blur_faces, "max_pixels": self.max_pixels,
+                "dicom": self.dicom.to_json()}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> DecodeRequest:
@@ -93,7 +137,19 @@ class DecodeRequest:
         res = data["resolution"]
         return cls(output_format=fmt,
                    resolution=(int(res[0]), int(res[1])) if res is not None else None,
-                   blur_faces=bool(data["blur_faces"]), max_pixels=int(data["max_pixels"]))
+                   blur_faces=bool(data["blur_faces"]), max_pixels=int(data["max_pixels"]),
+                   dicom=DicomRequest.from_json(data["dicom"]) if "dicom" in data
+                   else DicomRequest())
+
+
+@dataclass(frozen=True)
+class DicomInfo:
+    """What the decoder reports about a DICOM source (the supervisor HMACs `patient_id`)."""
+
+    patient_id: str
+    """The source PatientID, only ever turned into a keyed subject id by the supervisor."""
+    caption: str
+    """Values of the request's caption attributes after de-identification, comma-joined."""
 
 
 @dataclass(frozen=True)
@@ -105,6 +161,9 @@ class DecodedImage:
     """The metadata kinds the source carried (none survive in `data`)."""
     faces: int
     """Faces blurred."""
+    frames: tuple[bytes, ...] = ()
+    """Further frames of a multi-frame source (DICOM), each encoded like `data`."""
+    dicom: DicomInfo | None = None
 
 
 Decoder = Callable[[bytes, DecodeRequest], DecodedImage]

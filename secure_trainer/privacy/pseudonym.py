@@ -97,6 +97,11 @@ class Pseudonymizer:
         """Pseudonymous stem of a source image (its caption files share it)."""
         return self._mac("file", rel_file.as_posix(), _FILE_CHARS)
 
+    def subject(self, patient_id: str) -> str:
+        """Pseudonymous data-subject id of a DICOM PatientID (keyed, stable per workspace key),
+        so erasure by subject finds every image of one patient."""
+        return f"dicom-{self._mac('subject', patient_id, _FILE_CHARS)}"
+
     def path(self, rel_file: PurePosixPath, suffix: str) -> PurePosixPath:
         """Destination relative path of a source image written with `suffix` (e.g. `.png`)."""
         return self.folder(rel_file.parent) / f"{self.file_stem(rel_file)}{suffix}"

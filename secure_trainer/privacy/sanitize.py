@@ -22,12 +22,15 @@ from pathlib import Path, PurePosixPath
 from typing import Literal
 
 from secure_trainer.errors import DataRejected
+from secure_trainer.privacy.decode_any import decode_any
+from secure_trainer.privacy.dicom.detect import DICOM_SUFFIXES, MAGIC_OFFSET, is_dicom
 from secure_trainer.privacy.image_decode import (
+    DecodedImage,
     Decoder,
     DecodeRequest,
+    DicomRequest,
     ImageRejected,
     RejectReason,
-    decode_image,
 )
 from secure_trainer.privacy.imagemeta import MetaReport, inspect
 from secure_trainer.privacy.pii import PiiMode, PiiScanner, redact_text
@@ -49,6 +52,7 @@ __all__ = [
 
 # coupling: kohya-compat.md §1 — the extensions Kohya's DreamBooth loader globs for.
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp"})
+_SOURCE_SUFFIXES = IMAGE_SUFFIXES | DICOM_SUFFIXES
 _UNSUPPORTED_SUFFIXES = frozenset({".gif", ".tif", ".tiff", ".heic", ".heif", ".avif", ".jxl",
                                    ".svg", ".ico", ".psd", ".dng", ".cr2", ".nef", ".arw"})
 _MAX_CAPTION_BYTES = 1 << 20
@@ -67,6 +71,9 @@ class SanitizeOptions:
     caption_extensions: tuple[str, ...] = (".txt", ".caption")
     max_pixels: int = 64_000_000  # decompression-bomb guard, checked from the header
     max_file_bytes: int = 256 << 20
+    dicom: DicomRequest = field(
+        default_factory=lambda: DicomRequest(uid_key=secrets.token_hex(32)))
+    """DICOM rendering and de-identification; its UID key is random per import."""
 
     def __post_init__(self) -> None:
         if self.resolution is not None and min(self.resolution) < 8:
@@ -77,7 +84,8 @@ class SanitizeOptions:
     def decode_request(self) -> DecodeRequest:
         """The part of these options the image decoder needs."""
         return DecodeRequest(output_format=self.output_format, resolution=self.resolution,
-                             blur_faces=self.blur_faces, max_pixels=self.max_pixels)
+                             blur_faces=self.blur_faces, max_pixels=self.max_pixels,
+                             dicom=self.dicom)
 
 
 @dataclass(frozen=True)
@@ -89,6 +97,8 @@ class SanitizedFile:
     source_rel: PurePosixPath
     sha256: str
     captions: tuple[PurePosixPath, ...]
+    subject: str | None = None
+    """Keyed pseudonym of a DICOM source's PatientID (`Pseudonymizer.subject`), else None."""
 
 
 @dataclass
@@ -168,6 +178,16 @@ def _read_source(path: Path, size: int, max_bytes: int) -> bytes:
     return raw
 
 
+def _has_dicom_magic(path: Path) -> bool:
+    """An extension-less file that starts like DICOM Part 10 (read without following links)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return False
+    with os.fdopen(fd, "rb") as fh:
+        return is_dicom(fh.read(MAGIC_OFFSET + 4))
+
+
 def _caption_text(path: Path, opts: SanitizeOptions, scanner: PiiScanner,
                   report: SanitizeReport) -> str:
     with open(path, "rb") as fh:
@@ -178,6 +198,11 @@ def _caption_text(path: Path, opts: SanitizeOptions, scanner: PiiScanner,
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise ImageRejected(RejectReason.CAPTION_ENCODING) from None
+    return _scanned(text, opts, scanner, report)
+
+
+def _scanned(text: str, opts: SanitizeOptions, scanner: PiiScanner,
+             report: SanitizeReport) -> str:
     findings = scanner.scan(text)
     if findings and opts.pii_mode is PiiMode.REJECT:
         raise ImageRejected(RejectReason.CAPTION_PII)
@@ -188,7 +213,7 @@ def _caption_text(path: Path, opts: SanitizeOptions, scanner: PiiScanner,
 def sanitize_tree(src: Path, dst: Path, *, pseudonymizer: Pseudonymizer,
                   options: SanitizeOptions = SanitizeOptions(),
                   blocked_hashes: frozenset[str] = frozenset(),
-                  decoder: Decoder = decode_image) -> SanitizeReport:
+                  decoder: Decoder = decode_any) -> SanitizeReport:
     """Sanitize the Kohya dataset folder `src` into `dst` (created if needed).
 
     Images directly in `src` are rejected (Kohya ignores them); sub-folder structure is kept
@@ -213,12 +238,13 @@ def sanitize_tree(src: Path, dst: Path, *, pseudonymizer: Pseudonymizer,
             report.rejected[RejectReason.SYMLINK.value] += 1
             continue
         if rel.suffix in caption_exts and any(rel.with_suffix(s) in names for s in
-                                              (*IMAGE_SUFFIXES, *(x.upper() for x in IMAGE_SUFFIXES))):
+                                              (*_SOURCE_SUFFIXES,
+                                               *(x.upper() for x in _SOURCE_SUFFIXES))):
             continue  # handled together with its image
         if suffix in _UNSUPPORTED_SUFFIXES:
             report.rejected[RejectReason.UNSUPPORTED.value] += 1
             continue
-        if suffix not in IMAGE_SUFFIXES:
+        if suffix not in _SOURCE_SUFFIXES and not (suffix == "" and _has_dicom_magic(src / rel)):
             report.ignored_files += 1
             continue
         if len(rel.parts) < 2:
@@ -248,28 +274,40 @@ def _import_one(src: Path, dst: Path, rel: PurePosixPath, size: int, pipeline: _
             except OSError:
                 raise ImageRejected(RejectReason.CORRUPT) from None
     try:
-        data, kinds, faces = pipeline.run(src / rel, size)
+        out = pipeline.run(src / rel, size)
     except OSError:
         raise ImageRejected(RejectReason.CORRUPT) from None
-    digest = hashlib.sha256(data).hexdigest()
-    if digest in blocked:
+    frames = (out.data, *out.frames)
+    digests = [hashlib.sha256(f).hexdigest() for f in frames]
+    if any(d in blocked for d in digests):
         raise ImageRejected(RejectReason.ERASED)
-    report.duplicates += digest in seen
-    seen.add(digest)
-    out_rel = pseudonymizer.path(rel, f".{opts.output_format}")
-    if atomic_write(dst / out_rel, data):
-        report.images_written += 1
-    else:
-        report.images_unchanged += 1
-    report.metadata_removed.update(kinds)
-    report.faces_blurred += faces
-    cap_rels: list[PurePosixPath] = []
-    for ext, text in captions:
-        cap_rel = out_rel.with_suffix(ext)
-        atomic_write(dst / cap_rel, text.encode("utf-8"))
-        report.captions_written += 1
-        cap_rels.append(cap_rel)
-    report.files.append(SanitizedFile(out_rel, rel, digest, tuple(cap_rels)))
+    subject = None
+    if out.dicom is not None:
+        # A DICOM source is rendered to PNG; its subject is the keyed PatientID, and its
+        # caption (allow-listed attributes, de-identified) passes the same PII scan.
+        subject = pseudonymizer.subject(out.dicom.patient_id) if out.dicom.patient_id else None
+        if not captions and out.dicom.caption:
+            captions.append((opts.caption_extensions[0],
+                             _scanned(out.dicom.caption, opts, scanner, report)))
+    suffix = ".png" if out.dicom is not None else f".{opts.output_format}"
+    report.metadata_removed.update(out.metadata_kinds)
+    report.faces_blurred += out.faces
+    for index, (data, digest) in enumerate(zip(frames, digests, strict=True)):
+        report.duplicates += digest in seen
+        seen.add(digest)
+        # Multi-frame: one image per frame, the frame index in its name.
+        out_rel = pseudonymizer.path(rel, f"_f{index:04d}{suffix}" if len(frames) > 1 else suffix)
+        if atomic_write(dst / out_rel, data):
+            report.images_written += 1
+        else:
+            report.images_unchanged += 1
+        cap_rels: list[PurePosixPath] = []
+        for ext, text in captions:
+            cap_rel = out_rel.with_suffix(ext)
+            atomic_write(dst / cap_rel, text.encode("utf-8"))
+            report.captions_written += 1
+            cap_rels.append(cap_rel)
+        report.files.append(SanitizedFile(out_rel, rel, digest, tuple(cap_rels), subject))
 
 
 class _ImagePipeline:
@@ -280,10 +318,9 @@ class _ImagePipeline:
         self.request = options.decode_request()
         self.decoder = decoder
 
-    def run(self, path: Path, size: int) -> tuple[bytes, tuple[str, ...], int]:
+    def run(self, path: Path, size: int) -> DecodedImage:
         raw = _read_source(path, size, self.options.max_file_bytes)
-        out = self.decoder(raw, self.request)
-        return out.data, out.metadata_kinds, out.faces
+        return self.decoder(raw, self.request)
 
 
 @dataclass
