@@ -57,6 +57,9 @@ class ProcessFacts:
     drop_uid_in_passwd: bool | None  # the drop uid has a passwd entry (None: no drop configured)
     core_limit: int  # soft RLIMIT_CORE of this process in bytes, -1 for unlimited
     swap_on: bool  # /proc/swaps lists an active swap area (memory may reach a disk)
+    retention_days: int | None = None
+    """ST_RETENTION_DAYS: days until `registry expire` deletes the run's outputs (None: unset or
+    not a positive whole number)."""
 
 
 @dataclass(frozen=True)

@@ -79,7 +79,17 @@ def gather(ctx: PolicyContext) -> ProcessFacts:
         drop_uid_in_passwd=_has_passwd_entry(drop[0]) if drop else None,
         core_limit=_core_limit(),
         swap_on=_swap_on(),
+        retention_days=_retention_days(ctx.env.get("ST_RETENTION_DAYS", "")),
     )
+
+
+def _retention_days(raw: str) -> int | None:
+    """A positive day count, else None (the run itself refuses a malformed value, exit 2)."""
+    try:
+        days = int(raw.strip())
+    except ValueError:
+        return None
+    return days if days > 0 else None
 
 
 def _has_passwd_entry(uid: int) -> bool:

@@ -198,7 +198,7 @@ def test_text_import_registers_subjects_and_erase_covers_text(
     corpus = tmp_path / "corpus"
     make_text_dataset(corpus)
     code, _, err = _cli(["data", "import-text", str(corpus / "alpaca.jsonl"), "--name", "chat",
-                         "--unsafe-plaintext-dest"], capsys, monkeypatch)
+                         "--retention-days", "2", "--unsafe-plaintext-dest"], capsys, monkeypatch)
     assert code == 0, err
     data = ws / "datasets" / "chat" / "train.jsonl"
     records = [json.loads(ln) for ln in data.read_text().splitlines()]
@@ -224,3 +224,6 @@ def test_text_import_registers_subjects_and_erase_covers_text(
     left = [json.loads(ln) for ln in data.read_text().splitlines()]
     assert left == [r for r in records if r["subject"] != subject]
     assert not run.exists()
+    later = datetime.now(UTC) + timedelta(days=2, hours=1)
+    assert reg.plan_expired(datetime.now(UTC)).datasets == ()
+    assert reg.plan_expired(later).datasets == ("chat",)  # --retention-days 2

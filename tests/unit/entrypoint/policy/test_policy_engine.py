@@ -36,7 +36,7 @@ GOOD = Facts(
                          cap_bounding=("CAP_SYS_ADMIN", "CAP_AUDIT_CONTROL"), no_new_privs=True,
                          seccomp="filter", is_pid1=True, in_container=True, drop_configured=True,
                          drop_uid=10001, drop_gid=10001, drop_uid_in_passwd=True,
-                         core_limit=0, swap_on=False),
+                         core_limit=0, swap_on=False, retention_days=30),
     fs=FsFacts(root_readonly=True, tmp_fstype="tmpfs", tmp_tmpfs=True, tmp_noexec=True,
                workspace_configured=True, workspace_mounted=True,
                workspace_fstype="fuse.gocryptfs", workspace_options=("rw", "nosuid", "nodev"),
@@ -308,3 +308,28 @@ def test_training_uid_with_an_account_natively() -> None:
             r.id for r in decision.denials}
     no_account = replace(native, process=replace(native.process, drop_uid_in_passwd=False))
     assert evaluate(load_profile("strict"), no_account, phase="all").verdict == "allow"
+
+
+@pytest.mark.parametrize("days", [None, "", "0", "-3", "x"])
+def test_strict_refuses_a_run_without_retention_before_the_mount(days: str | None) -> None:
+    """No positive ST_RETENTION_DAYS: strict denies in the pre-mount phase (before Vault and
+    the mount), standard warns, dev skips the rule; a positive count passes."""
+    from entrypoint.policy.gatherers import gather_facts
+
+    env = {} if days is None else {"ST_RETENTION_DAYS": days}
+    profile = load_profile("strict")
+    process = gather_facts(frozenset({"process"}), PolicyContext(profile, env=env)).process
+    assert process is not None and process.retention_days is None
+    facts = replace(GOOD, process=replace(GOOD.process, retention_days=None))
+    decision = evaluate(profile, facts, phase="pre-mount")
+    assert decision.verdict == "deny" and failed(decision) == {"process.retention_set": "fail"}
+    assert [r.action for r in decision.results if r.failed] == ["deny"]
+    warned = evaluate(load_profile("standard"), facts, phase="pre-mount")
+    assert warned.verdict != "deny"
+    assert [(r.id, r.action) for r in warned.results if r.failed] == [
+        ("process.retention_set", "warn")]
+    assert "process.retention_set" not in failed(evaluate(load_profile("dev"), facts,
+                                                          phase="pre-mount"))
+    ok = gather_facts(frozenset({"process"}),
+                      PolicyContext(profile, env={"ST_RETENTION_DAYS": "30"})).process
+    assert ok is not None and ok.retention_days == 30
