@@ -200,8 +200,14 @@ def register(root: typer.Typer, groups: CommandGroups) -> None:
         dicom_dates: str = typer.Option("remove", "--dicom-dates", help="DICOM dates: remove, or shift (per patient, keyed)."),
         allow_burned_in: bool = typer.Option(False, "--allow-burned-in", help="Import DICOM images flagged BurnedInAnnotation=YES."),
         dicom_caption: list[str] = dcap_o,
+        retention_days: int | None = typer.Option(
+            None, "--retention-days", help="Days until `registry expire` deletes the dataset "
+            "(default: ST_RETENTION_DAYS; none: no expiry)."),
     ) -> None:
         """Sanitize SRC into the workspace's datasets/NAME and record it in the registry."""
+        from entrypoint.run.seal import retention_days_option
+
+        days = retention_days_option(retention_days, os.environ)
         options = _options(fmt, resolution, blur_faces, pii, deny_list, deny, caption_extension,
                            max_pixels)
         options = replace(options, dicom=dicom_request(window, dicom_bits, dicom_dates,
@@ -213,13 +219,14 @@ def register(root: typer.Typer, groups: CommandGroups) -> None:
         decoder = _decoder(options)  # forked before the key is read
         try:
             _import(src, src_abs, ws, name, options, pseudonym_key_stdin, keep_folder_names,
-                    decoder, as_json, fail_on_reject)
+                    decoder, as_json, fail_on_reject, days)
         finally:
             decoder.close()
 
     def _import(src: Path, src_abs: Path, ws: Path, name: str | None,
                 options: SanitizeOptions, pseudonym_key_stdin: bool, keep_folder_names: bool,
-                decoder: IsolatedDecoder, as_json: bool, fail_on_reject: bool) -> None:
+                decoder: IsolatedDecoder, as_json: bool, fail_on_reject: bool,
+                retention_days: int | None = None) -> None:
         key = _read_key_stdin() if pseudonym_key_stdin else load_or_create_key(ws)
         try:
             if name is None:
@@ -240,6 +247,10 @@ def register(root: typer.Typer, groups: CommandGroups) -> None:
                         f.subject or subjects.get(f.source_rel),
                         tuple(str(dest / c) for c in f.captions), f.source_rel.as_posix())
             for f in report.files)
+        if retention_days is not None:  # `registry expire` deletes it (and runs on it) after
+            from datetime import timedelta
+
+            registry.set_dataset_expiry(name, dest, timedelta(days=retention_days))
         summary = {"dataset": name, **report.summary(),
                    "subjects_recorded": sum(1 for f in report.files
                                             if f.subject or f.source_rel in subjects)}
