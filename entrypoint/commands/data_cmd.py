@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Literal
 
 import typer
 
-from entrypoint.commands.data_dicom import dicom_request
+from entrypoint.commands.data_dicom import dicom_request, pii_region_option
 from entrypoint.decode.isolated import IsolatedDecoder
 from entrypoint.errors import ConfigError, DataRejected
 from secure_trainer.privacy.pii import PiiMode
@@ -200,6 +200,7 @@ def register(root: typer.Typer, groups: CommandGroups) -> None:
         dicom_dates: str = typer.Option("remove", "--dicom-dates", help="DICOM dates: remove, or shift (per patient, keyed)."),
         allow_burned_in: bool = typer.Option(False, "--allow-burned-in", help="Import DICOM images flagged BurnedInAnnotation=YES."),
         dicom_caption: list[str] = dcap_o,
+        pii_region: str | None = typer.Option(None, "--pii-region", help="Region (ISO 3166, e.g. DE) for caption phone numbers without +; default: any."),
         retention_days: int | None = typer.Option(
             None, "--retention-days", help="Days until `registry expire` deletes the dataset "
             "(default: ST_RETENTION_DAYS; none: no expiry)."),
@@ -211,7 +212,8 @@ def register(root: typer.Typer, groups: CommandGroups) -> None:
         options = _options(fmt, resolution, blur_faces, pii, deny_list, deny, caption_extension,
                            max_pixels)
         options = replace(options, dicom=dicom_request(window, dicom_bits, dicom_dates,
-                                                       allow_burned_in, dicom_caption))
+                                                       allow_burned_in, dicom_caption),
+                          pii_region=pii_region_option(pii_region))
         ws = resolve_workspace(workspace, unsafe_plaintext=unsafe_plaintext_dest)
         src_abs = src.resolve()
         if src_abs.is_relative_to(ws) or ws.is_relative_to(src_abs):

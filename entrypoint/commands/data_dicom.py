@@ -1,5 +1,6 @@
-"""The DICOM options of `data import` (`--window`, `--dicom-bits`, `--dicom-dates`,
-`--allow-burned-in`, `--dicom-caption`) turned into a `DicomRequest`.
+"""Options of `data import` beyond the sanitizer's common ones: the DICOM ones (`--window`,
+`--dicom-bits`, `--dicom-dates`, `--allow-burned-in`, `--dicom-caption`) as a `DicomRequest`,
+and `--pii-region`.
 
 SECURITY: never reads a file; the UID key is fresh random bytes per import, never the pseudonym key.
 """
@@ -15,7 +16,7 @@ from entrypoint.errors import ConfigError
 from secure_trainer.privacy.dicom.profile import PROFILE
 from secure_trainer.privacy.image_decode import DicomRequest
 
-__all__ = ["dicom_request"]
+__all__ = ["dicom_request", "pii_region_option"]
 
 _WINDOW_RE = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*,\s*(\d+(?:\.\d+)?)\s*$")
 
@@ -43,3 +44,14 @@ def dicom_request(window: str | None, bits: int, dates: str, allow_burned_in: bo
                         window=win, bits=bits,  # type: ignore[arg-type]
                         allow_burned_in=allow_burned_in,
                         caption_attributes=tuple(captions) or base.caption_attributes)
+
+
+def pii_region_option(region: str | None) -> str | None:
+    """`--pii-region`: an ISO 3166 region phonenumbers knows, upper-cased. Raises ConfigError."""
+    if region is None:
+        return None
+    import phonenumbers
+
+    if region.upper() not in phonenumbers.SUPPORTED_REGIONS:
+        raise ConfigError("--pii-region must be an ISO 3166 region code such as DE or US")
+    return region.upper()

@@ -1,8 +1,9 @@
 """Caption PII recognizers: find, redact or reject personal data in training captions.
 
-Recognizers are regular expressions narrowed by validators (mod-97, Luhn, octet ranges,
-SSN area rules, check letters) so that ordinary caption tokens — `1024x768`, years, versions,
-hex colours, SKUs — do not match. Must never log or put caption text in an error message.
+Recognizers are regular expressions (fast candidate finders) narrowed by maintained validators —
+python-stdnum for IBANs (every country in its registry), card numbers (Luhn) and national ids,
+phonenumbers for phone numbers, `ipaddress` for IPs — so that ordinary caption tokens
+(`1024x768`, years, versions, hex colours, SKUs) do not match. Must never log or put caption text in an error message.
 """
 
 from __future__ import annotations
@@ -13,6 +14,12 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from functools import lru_cache
+from importlib import import_module
+from typing import Any
+
+import phonenumbers
+from stdnum import iban as stdnum_iban
+from stdnum import luhn as stdnum_luhn
 
 from secure_trainer.errors import ConfigError
 
@@ -76,17 +83,6 @@ _EMAIL_RE = re.compile(
     r"[a-z]{2,24}(?![\w\-])", re.IGNORECASE)
 # Candidate IBAN: country code, check digits, then 11..30 alphanumerics in optional groups.
 _IBAN_RE = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b")
-# IBAN lengths per country (ISO 13616 registry); unknown country codes are not IBANs.
-_IBAN_LENGTHS: dict[str, int] = {
-    "AD": 24, "AE": 23, "AL": 28, "AT": 20, "AZ": 28, "BA": 20, "BE": 16, "BG": 22, "BH": 22,
-    "BR": 29, "CH": 21, "CR": 22, "CY": 28, "CZ": 24, "DE": 22, "DK": 18, "DO": 28, "EE": 20,
-    "EG": 29, "ES": 24, "FI": 18, "FO": 18, "FR": 27, "GB": 22, "GE": 22, "GI": 23, "GL": 18,
-    "GR": 27, "GT": 28, "HR": 21, "HU": 28, "IE": 22, "IL": 23, "IS": 26, "IT": 27, "JO": 30,
-    "KW": 30, "KZ": 20, "LB": 28, "LI": 21, "LT": 20, "LU": 20, "LV": 21, "MC": 27, "MD": 24,
-    "ME": 22, "MK": 19, "MR": 27, "MT": 31, "MU": 30, "NL": 18, "NO": 15, "PK": 24, "PL": 28,
-    "PS": 29, "PT": 25, "QA": 29, "RO": 24, "RS": 22, "SA": 24, "SE": 24, "SI": 19, "SK": 24,
-    "SM": 27, "TN": 24, "TR": 26, "UA": 29, "VG": 24, "XK": 20,
-}
 _CARD_RE = re.compile(r"(?<![\w\-.])\d(?:[ \-]?\d){12,18}(?![\w\-]|\.\d)")
 _IPV4_RE = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w]|\.\d)")
 _IPV6_RE = re.compile(r"(?<![\w:.])[0-9a-f:]*:[0-9a-f:]*:[0-9a-f:.]*(?![\w:])", re.IGNORECASE)
@@ -117,38 +113,75 @@ class NationalIdRule:
     validate: Callable[[str], bool] | None = None
 
 
-def _valid_ssn(text: str) -> bool:
-    digits = re.sub(r"\D", "", text)
-    area, group, serial = digits[:3], digits[3:5], digits[5:]
-    # SSA rules: area 000, 666 and 900-999 are never issued; group 00 / serial 0000 neither.
-    return (area not in ("000", "666") and not area.startswith("9")
-            and group != "00" and serial != "0000")
+def _stdnum(module: str) -> Callable[[str], bool]:
+    """The `is_valid` of python-stdnum's `stdnum.<module>` (checksums, dates, ranges)."""
+    mod: Any = import_module(f"stdnum.{module}")
+
+    def validate(text: str) -> bool:
+        return bool(mod.is_valid(text))
+
+    return validate
 
 
-def _valid_dni(text: str) -> bool:
-    number, letter = int(text[:8]), text[8].upper()
-    return "TRWAGMYFPDXBNJZSQVHLCKE"[number % 23] == letter
+def _ssn_ok(text: str) -> bool:
+    # stdnum calls the few SSNs that were published in adverts invalid; they were issued to
+    # real people, so a caption showing one still shows a person's number.
+    published: Any = getattr(import_module("stdnum.us.ssn"), "_ssn_blacklist", frozenset())
+    return _stdnum("us.ssn")(text) or text.replace(" ", "-") in published
 
 
-NATIONAL_ID_RULES: dict[str, NationalIdRule] = {
-    "US_SSN": NationalIdRule(
-        "US_SSN", re.compile(r"(?<![\w\-])\d{3}([ \-])\d{2}\1\d{4}(?![\w\-])"), _valid_ssn),
-    "UK_NINO": NationalIdRule(
-        "UK_NINO",
-        re.compile(r"\b(?!BG|GB|NK|KN|TN|NT|ZZ)[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z]"
-                   r" ?\d{2} ?\d{2} ?\d{2} ?[A-D]\b")),
-    "ES_DNI": NationalIdRule("ES_DNI", re.compile(r"\b\d{8}[A-Z]\b"), _valid_dni),
-}
-DEFAULT_NATIONAL_IDS: tuple[str, ...] = tuple(NATIONAL_ID_RULES)
+def _rule(name: str, pattern: str, module: str | None, flags: int = 0) -> NationalIdRule:
+    return NationalIdRule(name, re.compile(pattern, flags), _stdnum(module) if module else None)
+
+
+_D = r"(?<![\w\-.+/])"  # a digit run that does not continue a longer token
+_E = r"(?![\w\-/]|\.\d)"
+# Candidate pattern per identifier (its printed shape), validated by python-stdnum. Identifiers
+# that are bare digit runs of a common length (DE IdNr, PL PESEL, NL BSN, …) are in the table but
+# not on by default: a random run of that length passes their checksum about one time in ten.
+NATIONAL_ID_RULES: dict[str, NationalIdRule] = {r.name: r for r in (
+    NationalIdRule("US_SSN", re.compile(_D + r"\d{3}([ \-])\d{2}\1\d{4}" + _E), _ssn_ok),
+    _rule("US_EIN", _D + r"\d{2}-\d{7}" + _E, "us.ein"),
+    _rule("UK_NINO", r"\b(?!BG|GB|NK|KN|TN|NT|ZZ)[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z]"
+          r" ?\d{2} ?\d{2} ?\d{2} ?[A-D]\b", None),
+    _rule("AT_VNR", _D + r"\d{4} ?\d{6}" + _E, "at.vnr"),
+    _rule("BE_NN", _D + r"\d{2}\.\d{2}\.\d{2}-\d{3}\.\d{2}" + _E, "be.nn"),
+    _rule("BG_EGN", _D + r"\d{10}" + _E, "bg.egn"),
+    _rule("CZ_RC", _D + r"\d{6}/\d{3,4}" + _E, "cz.rc"),
+    _rule("DK_CPR", _D + r"\d{6}-\d{4}" + _E, "dk.cpr"),
+    _rule("DE_IDNR", _D + r"\d{2} ?\d{3} ?\d{3} ?\d{3}" + _E, "de.idnr"),
+    _rule("EE_IK", _D + r"[1-6]\d{10}" + _E, "ee.ik"),
+    _rule("ES_DNI", r"\b\d{8}-?[A-Z]\b", "es.dni"),
+    _rule("ES_NIE", r"\b[XYZ]-?\d{7}-?[A-Z]\b", "es.nie"),
+    _rule("FI_HETU", r"\b\d{6}[-+ABCDEFYXWVU]\d{3}[0-9A-Y]\b", "fi.hetu"),
+    _rule("FR_NIR", _D + r"[12] ?\d{2} ?\d{2} ?(?:\d{2}|2[AB]) ?\d{3} ?\d{3} ?\d{2}" + _E,
+          "fr.nir"),
+    _rule("GR_AMKA", _D + r"\d{11}" + _E, "gr.amka"),
+    _rule("HR_OIB", _D + r"\d{11}" + _E, "hr.oib"),
+    _rule("IE_PPS", r"\b\d{7}[A-W][A-IW]?\b", "ie.pps"),
+    _rule("IT_CF", r"\b[A-Z]{6}\d{2}[A-EHLMPR-T]\d{2}[A-Z]\d{3}[A-Z]\b", "it.codicefiscale"),
+    _rule("LT_ASMENS", _D + r"[1-6]\d{10}" + _E, "lt.asmens"),
+    _rule("LV_PK", _D + r"\d{6}-\d{5}" + _E, "lv.pvn"),
+    _rule("NL_BSN", _D + r"\d{4}\.?\d{2}\.?\d{3}" + _E, "nl.bsn"),
+    _rule("PL_PESEL", _D + r"\d{11}" + _E, "pl.pesel"),
+    _rule("PT_CC", r"\b\d{8} ?\d ?[A-Z]{2}\d\b", "pt.cc"),
+    _rule("RO_CNP", _D + r"[1-9]\d{12}" + _E, "ro.cnp"),
+    _rule("SE_PNR", _D + r"(?:\d{2})?\d{6}[-+]\d{4}" + _E, "se.personnummer"),
+    _rule("SI_EMSO", _D + r"\d{13}" + _E, "si.emso"),
+    _rule("SK_RC", _D + r"\d{6}/\d{3,4}" + _E, "sk.rc"),
+)}
+# On by default: identifiers with separators, letters or a tight checksum in their shape.
+DEFAULT_NATIONAL_IDS: tuple[str, ...] = (
+    "US_SSN", "US_EIN", "UK_NINO", "BE_NN", "CZ_RC", "DK_CPR", "ES_DNI", "ES_NIE", "FI_HETU",
+    "FR_NIR", "IE_PPS", "IT_CF", "LV_PK", "PT_CC", "SE_PNR", "SK_RC", "RO_CNP", "SI_EMSO",
+)
 
 
 def _iban_ok(candidate: str) -> bool:
-    compact = candidate.replace(" ", "")
-    expected = _IBAN_LENGTHS.get(compact[:2])
-    if expected is None or len(compact) != expected:
-        return False
-    rearranged = compact[4:] + compact[:4]
-    return int("".join(str(int(c, 36)) for c in rearranged)) % 97 == 1
+    # stdnum: the country's registered BBAN format and length and mod-97, for every country of
+    # the IBAN registry it ships. Not its per-country bank tables (check_country): a bank code
+    # missing from a stale table would hide a real account number.
+    return bool(stdnum_iban.is_valid(candidate.replace(" ", ""), check_country=False))
 
 
 def _find_iban(text: str) -> Iterable[tuple[int, int]]:
@@ -162,13 +195,7 @@ def _find_iban(text: str) -> Iterable[tuple[int, int]]:
 
 
 def _luhn_ok(digits: str) -> bool:
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = int(ch)
-        if i % 2 == 1:
-            d = d * 2 - 9 if d > 4 else d * 2
-        total += d
-    return total % 10 == 0
+    return bool(stdnum_luhn.is_valid(digits))
 
 
 def _card_brand_ok(digits: str) -> bool:
@@ -219,13 +246,30 @@ def _find_ips(text: str) -> Iterable[tuple[int, int]]:
         yield m.span()
 
 
-def _find_phones(text: str) -> Iterable[tuple[int, int]]:
+@lru_cache(maxsize=4096)
+def _phone_ok(candidate: str, region: str | None) -> bool:
+    """phonenumbers: a possible number (length and prefix rules) — of the country its `+`
+    code names, else of `region`, else of any region. Possible, not valid: the valid-range
+    tables refuse unassigned and fictional ranges, and a privacy scan errs on recall."""
+    digits = re.sub(r"\D", "", candidate)
+    if not 7 <= len(digits) <= 15:  # E.164 has at most 15 digits; under 7 is a plain number
+        return False
+    intl = candidate.lstrip().startswith("+")
+    regions = ([None] if intl else [region] if region else sorted(phonenumbers.SUPPORTED_REGIONS))
+    for reg in regions:
+        try:
+            if phonenumbers.is_possible_number(phonenumbers.parse(candidate, reg)):
+                return True
+        except phonenumbers.NumberParseException:
+            continue
+    return False
+
+
+def _find_phones(text: str, region: str | None = None) -> Iterable[tuple[int, int]]:
     spans = [m.span() for p in _PHONE_RES for m in p.finditer(text)]
     spans += [m.span(1) for m in _LABELLED_PHONE_RE.finditer(text)]
     for span in spans:
-        digits = re.sub(r"\D", "", text[span[0]:span[1]])
-        # E.164 numbers have at most 15 digits; fewer than 7 is an ordinary number.
-        if 7 <= len(digits) <= 15:
+        if _phone_ok(text[span[0]:span[1]], region):
             yield span
 
 
@@ -243,7 +287,12 @@ class PiiScanner:
     """
 
     def __init__(self, *, deny_list: Iterable[str] = (),
-                 national_ids: Sequence[str] = DEFAULT_NATIONAL_IDS) -> None:
+                 national_ids: Sequence[str] = DEFAULT_NATIONAL_IDS,
+                 region: str | None = None) -> None:
+        """`region`: ISO 3166 code phone numbers without a `+` are read in (None: any)."""
+        if region is not None and region.upper() not in phonenumbers.SUPPORTED_REGIONS:
+            raise ConfigError("unknown phone region (use an ISO 3166 code such as DE or US)")
+        self._region = region.upper() if region else None
         terms = sorted({t.strip() for t in deny_list if t.strip()}, key=len, reverse=True)
         self._deny: re.Pattern[str] | None = None
         if terms:
@@ -269,7 +318,7 @@ class PiiScanner:
         add(PiiType.CREDIT_CARD, _find_cards(text))
         add(PiiType.NATIONAL_ID, _find_national_ids(text, self._national))
         add(PiiType.IP, _find_ips(text))
-        add(PiiType.PHONE, _find_phones(text))
+        add(PiiType.PHONE, _find_phones(text, self._region))
         if self._deny is not None:
             add(PiiType.DENYLIST, (m.span() for m in self._deny.finditer(text)))
         rank = {t: i for i, t in enumerate(_PRIORITY)}

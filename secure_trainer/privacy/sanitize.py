@@ -71,6 +71,8 @@ class SanitizeOptions:
     caption_extensions: tuple[str, ...] = (".txt", ".caption")
     max_pixels: int = 64_000_000  # decompression-bomb guard, checked from the header
     max_file_bytes: int = 256 << 20
+    pii_region: str | None = None
+    """Region (ISO 3166) for phone numbers written without `+`; None: any region."""
     dicom: DicomRequest = field(
         default_factory=lambda: DicomRequest(uid_key=secrets.token_hex(32)))
     """DICOM rendering and de-identification; its UID key is random per import."""
@@ -227,7 +229,7 @@ def sanitize_tree(src: Path, dst: Path, *, pseudonymizer: Pseudonymizer,
         raise DataRejected("the import source is not a folder")
     report = SanitizeReport()
     pipeline = _ImagePipeline(options, decoder)
-    scanner = PiiScanner(deny_list=options.deny_list)
+    scanner = PiiScanner(deny_list=options.deny_list, region=options.pii_region)
     seen_hashes: set[str] = set()
     entries = list(iter_source_files(src))
     names = {rel for rel, _ in entries}

@@ -151,3 +151,19 @@ def test_mountinfo_parser(tmp_path: Path) -> None:
     assert gocryptfs_mount_of(Path("/mnt/my ws/datasets"), info)
     assert not gocryptfs_mount_of(Path("/mnt/my ws/inner/x"), info)
     assert not gocryptfs_mount_of(Path("/home"), info)
+
+
+def test_import_dicom_and_region_flags_are_config_errors(src: Path, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]
+                                                         ) -> None:
+    """Bad --window / --dicom-bits / --dicom-dates / --dicom-caption / --pii-region exit 2
+    before anything is written."""
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    for extra in (["--window", "40"], ["--window", "40,0"], ["--dicom-bits", "12"],
+                  ["--dicom-dates", "keep"], ["--dicom-caption", "PatientName"],
+                  ["--dicom-caption", "NoSuchAttribute"], ["--pii-region", "XQ"]):
+        code, _, _ = _cli(["data", "import", str(src), "--workspace", str(ws),
+                           "--unsafe-plaintext-dest", *extra], capsys)
+        assert code == 2, extra
+    assert list(ws.iterdir()) == []
