@@ -29,6 +29,10 @@ from secure_trainer.privacy.imagemeta import inspect_bytes
 __all__ = ["decode_dicom"]
 
 _MAX_CAPTION_VALUE = 64
+# Well under the supervisor's shape check (isolated.py, 4096): a hostile header must cost its
+# own file only, never be an answer that makes the supervisor stop the decoder.
+_MAX_PATIENT_ID = 1024
+_MAX_CAPTION = 1024
 
 
 def _parse(raw: bytes) -> Dataset:
@@ -47,7 +51,7 @@ def _caption(ds: Dataset, attributes: tuple[str, ...]) -> str:
         text = " ".join(str(value).split())[:_MAX_CAPTION_VALUE]
         if text:
             values.append(text)
-    return ", ".join(values)
+    return ", ".join(values)[:_MAX_CAPTION]
 
 
 def decode_dicom(raw: bytes, request: DecodeRequest) -> DecodedImage:
@@ -74,6 +78,8 @@ def _decode_dicom(raw: bytes, request: DecodeRequest) -> DecodedImage:
     if not decoder_available(ds):
         raise ImageRejected(RejectReason.UNSUPPORTED_TRANSFER_SYNTAX)
     source_id = patient_id(ds)
+    if len(source_id) > _MAX_PATIENT_ID:
+        raise ImageRejected(RejectReason.CORRUPT)  # PatientID is LO: 64 characters at most
     try:
         frames = render_frames(ds, opts.window, opts.bits)
     except MemoryError:
@@ -94,15 +100,20 @@ def warm_up_dicom(request: DecodeRequest) -> None:
     module the DICOM path needs is loaded before the decoder forks and drops privileges."""
     import numpy as np
     from pydicom.dataset import FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, RLELossless, SecondaryCaptureImageStorage
+    from pydicom.uid import (
+        UID,
+        ExplicitVRLittleEndian,
+        RLELossless,
+        SecondaryCaptureImageStorage,
+    )
 
     for syntax in (ExplicitVRLittleEndian, RLELossless):
         ds = Dataset()
         ds.file_meta = FileMetaDataset()
         ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
         ds.file_meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-        ds.file_meta.MediaStorageSOPInstanceUID = "2.25.1"
-        ds.SOPClassUID, ds.SOPInstanceUID = SecondaryCaptureImageStorage, "2.25.1"
+        ds.file_meta.MediaStorageSOPInstanceUID = UID("2.25.1")
+        ds.SOPClassUID, ds.SOPInstanceUID = SecondaryCaptureImageStorage, UID("2.25.1")
         ds.Rows = ds.Columns = 4
         ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
         ds.BitsAllocated = ds.BitsStored = 16

@@ -114,3 +114,14 @@ def test_caption_attributes_come_from_the_deidentified_header() -> None:
     out = decode_any(raw, DecodeRequest(dicom=DicomRequest(
         caption_attributes=("Modality", "InstitutionName", "PatientName"))))
     assert out.dicom is not None and out.dicom.caption == "CT"
+
+
+def test_oversized_patient_id_rejects_that_file_only() -> None:
+    """A hostile PatientID far beyond LO's 64 characters is `corrupt` for this file (the
+    supervisor's shape check would otherwise stop the decoder for every later file)."""
+    ds = read("CT_small.dcm")
+    ds.PatientID = "x" * 5000
+    buf = io.BytesIO()
+    ds.save_as(buf)
+    with pytest.raises(ImageRejected, match="corrupt"):
+        decode_any(buf.getvalue(), DecodeRequest())
