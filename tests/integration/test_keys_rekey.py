@@ -5,6 +5,7 @@ next rekey finishes the job."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from entrypoint.audit.journal import JOURNAL_NAME
 from entrypoint.errors import WorkspaceError
 from entrypoint.secret import Secret
 from entrypoint.vault.client import VaultClient
@@ -70,7 +72,9 @@ def mounted(site: Site) -> Iterator[Path]:
 
 
 def cli(site: Site, *args: str, crash: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {"PATH": os.environ["PATH"], **site.env, "ST_CIPHER_DIR": str(site.cipher)}
+    env = {"PATH": os.environ["PATH"], **site.env, "ST_CIPHER_DIR": str(site.cipher),
+           # the audit journal of rotate/rekey goes to the test's state dir, not the machine's
+           "ST_STATE_DIR": str(site.cipher.parent / "state")}
     if crash:
         env["ST_TEST_CRASH_AT"] = crash
     return subprocess.run([sys.executable, "-m", "entrypoint.cli", "keys", *args], env=env,
@@ -118,6 +122,11 @@ def test_rekey_makes_an_old_backup_unopenable(site: Site, tmp_path: Path) -> Non
     assert_intact(site)
     assert_clean(site)
     assert (site.cipher / "gocryptfs.conf").read_bytes() != old_conf
+    # The rekey is on record in the pre-mount journal (merged at the next run's mount).
+    (entry,) = [json.loads(ln) for ln in (site.cipher.parent / "state" / JOURNAL_NAME)
+                .read_text().splitlines()]
+    assert entry["event"] == "rekey" and entry["fields"]["new_version"] == 2
+    assert entry["fields"]["files"] == 3
     # Nothing Vault still holds opens the backup taken before the rekey.
     values = site.live_values()
     assert len(values) == 1

@@ -84,7 +84,8 @@ def mounted(site: Site, passphrase: Secret) -> Iterator[Path]:
 def cli(site: Site, *args: str, extra_env: dict[str, str] | None = None
         ) -> subprocess.CompletedProcess[str]:
     env = {"PATH": os.environ["PATH"], **site.env, "ST_CIPHER_DIR": str(site.cipher_dir),
-           **(extra_env or {})}
+           # the audit journal of rotate/rekey goes to the test's state dir, not the machine's
+           "ST_STATE_DIR": str(site.cipher_dir.parent / "state"), **(extra_env or {})}
     return subprocess.run([sys.executable, "-m", "entrypoint.cli", "keys", *args], env=env,
                           capture_output=True, text=True, check=False, timeout=120, cwd=REPO)
 

@@ -25,8 +25,10 @@ def _verify(args: list[str], capsys: pytest.CaptureFixture[str],
 
 
 @pytest.fixture()
-def sealed_log(tmp_path: Path) -> tuple[Path, Path]:
-    """A log like a run's: phases, `sealed` (its seq in the manifest), then teardown records."""
+def sealed_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+    """A log like a run's: phases, `sealed` (its seq in the manifest), then teardown records.
+    The state dir is the test's own: the machine's journal may hold pending events."""
+    monkeypatch.setenv("ST_STATE_DIR", str(tmp_path / "state"))
     log = AppAuditLog(tmp_path / "app.jsonl", Secret(KEY))
     for event in ("policy", "vault_login", "workspace_mounted", "train_end"):
         log.append(event, run_id="r1")
