@@ -33,13 +33,13 @@ def test_answers_are_trusted_only_by_shape(header: object, data: bytes | None,
                                            reason: str) -> None:
     decoder = IsolatedDecoder.unprivileged_fallback()
     with pytest.raises(ImageRejected) as err:
-        decoder._checked(header, data, DecodeRequest())
+        decoder._checked(header, None if data is None else [data], DecodeRequest())
     assert err.value.reason.value == reason
 
 
 def test_a_well_formed_answer_passes() -> None:
     out = IsolatedDecoder.unprivileged_fallback()._checked(
-        {"ok": True, "kinds": ["exif", "gps"], "faces": 2}, _png(), DecodeRequest())
+        {"ok": True, "kinds": ["exif", "gps"], "faces": 2}, [_png()], DecodeRequest())
     assert out.metadata_kinds == ("exif", "gps") and out.faces == 2
 
 
