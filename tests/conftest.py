@@ -7,6 +7,7 @@ dataset real image files, the Vault a real `bao server -dev` on loopback stopped
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,9 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+# `keys` and `run` journal pre-mount events in ST_STATE_DIR (default /run/secure-trainer): give the
+# session its own, so tests that do not set it never see another test's (or a real site's) journal.
+os.environ.setdefault("ST_STATE_DIR", tempfile.mkdtemp(prefix="st-test-state-"))
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
