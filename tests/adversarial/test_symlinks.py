@@ -42,8 +42,12 @@ def test_symlinked_lora_fails_the_seal_and_leaves_its_target(case: RunCase) -> N
     assert _digest(conf) == before
     assert not case.fs.is_mounted(case.mnt)
     with case.opened() as ws:  # the workspace still opens: gocryptfs.conf is intact
-        events = [e["event"] for e in app_events(ws)]
+        records = [e for e in app_events(ws) if e["fields"].get("run_id") == life.run_id]
+        events = [e["event"] for e in records]
         assert "sealed" not in events and "teardown" in events
+        # The attempt is on the record: the run's failure, by type and exit code (no path).
+        failed = [e["fields"] for e in records if e["event"] == "run_failed"]
+        assert failed and failed[0]["error"] == "TrainingError" and failed[0]["exit_code"] == 7
         assert not (ws.runs_dir / life.run_id / "manifest.json").exists()
 
 
