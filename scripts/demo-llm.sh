@@ -12,20 +12,10 @@ DEMO="$(pwd)/${DEMO_DIR:-.demo-llm}"
 STEPS="${DEMO_STEPS:-40}"
 export HF_HUB_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 DO_NOT_TRACK=1
 
-rm -rf "$DEMO/site"
-mkdir -p "$DEMO/site" "$DEMO/src"
-VAULT_DIR="$DEMO/site/vault"
-cleanup() {
-  "$ST" workspace close >/dev/null 2>&1 || true
-  "$ST" dev vault --stop --workdir "$VAULT_DIR" >/dev/null 2>&1 || true
-}
-trap cleanup EXIT
+source scripts/demo-setup.sh
+trap demo_cleanup EXIT
 
-echo "[demo-llm] local OpenBao dev server, keys init, workspace open"
-eval "$("$ST" dev vault --workdir "$VAULT_DIR" | grep '^export ')"
-export ST_CIPHER_DIR="$DEMO/site/cipher" ST_MOUNTPOINT="$DEMO/site/mnt" ST_STATE_DIR="$DEMO/site/state"
-mkdir -p "$ST_MOUNTPOINT"
-"$ST" keys init >/dev/null
+demo_site demo-llm
 "$ST" workspace open >/dev/null
 
 [[ -f "$DEMO/src/model/config.json" ]] || "$ST" dev tiny-llm "$DEMO/src/model" >/dev/null
@@ -36,14 +26,7 @@ echo "[demo-llm] data import-text: PII redacted, duplicates dropped, counts only
 "$ST" data import-text "$DEMO/src/data/chat.jsonl" --name notes --workspace "$ST_MOUNTPOINT"
 "$ST" workspace close >/dev/null
 
-# The venv of a native checkout lives where the unprivileged uid may not reach it (e.g. /root):
-# then the demo trains as the invoking user, under a site profile that only warns about it.
-POLICY=dev
-if ! "${ST%/secure-trainer}/python" -c 'import sys; from pathlib import Path; from entrypoint.run.trainer_child import usable_by; sys.exit(0 if usable_by(Path(sys.executable), 10001) else 1)'; then
-  export ST_TRAIN_UID=none
-  POLICY="$DEMO/site/native-dev.yaml"
-  printf 'name: native-dev\ndescription: native demo, venv not reachable by the training uid\nextends: dev\noverride:\n  - id: process.non_root\n    action: warn\n' > "$POLICY"
-fi
+demo_policy  # sets POLICY
 # The config: LLaMA-Factory keys, paths relative to the workspace; `run` picks output_dir.
 cat > "$DEMO/site/llm.yaml" <<YAML
 model_name_or_path: models/tiny-llm

@@ -9,22 +9,9 @@ DEMO="$(pwd)/${DEMO_DIR:-.demo}"
 STEPS="${DEMO_STEPS:-30}"
 export HF_HUB_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 DO_NOT_TRACK=1
 
-rm -rf "$DEMO/site"
-mkdir -p "$DEMO/site" "$DEMO/src"
-VAULT_DIR="$DEMO/site/vault"
-cleanup() {
-  "$ST" workspace close >/dev/null 2>&1 || true
-  "$ST" dev vault --stop --workdir "$VAULT_DIR" >/dev/null 2>&1 || true
-}
-trap cleanup EXIT
-
-echo "[demo] local OpenBao dev server (127.0.0.1, AppRole + KV v2)"
-eval "$("$ST" dev vault --workdir "$VAULT_DIR" | grep '^export ')"
-export ST_CIPHER_DIR="$DEMO/site/cipher" ST_MOUNTPOINT="$DEMO/site/mnt" ST_STATE_DIR="$DEMO/site/state"
-mkdir -p "$ST_MOUNTPOINT"
-
-echo "[demo] keys init: random passphrase in Vault KV v2, gocryptfs cipher dir"
-"$ST" keys init >/dev/null
+source scripts/demo-setup.sh
+trap demo_cleanup EXIT
+demo_site demo
 
 [[ -d "$DEMO/src/model/diffusers" ]] || "$ST" dev tiny-model "$DEMO/src/model" >/dev/null
 [[ -d "$DEMO/src/data/10_subject" ]] || "$ST" dev dataset "$DEMO/src/data" >/dev/null
@@ -40,14 +27,7 @@ cp -r "$DEMO/src/model/diffusers" "$ST_MOUNTPOINT/models/tiny"
 "$ST" data import "$DEMO/src/holdout" --name demo-holdout --workspace "$ST_MOUNTPOINT" >/dev/null
 "$ST" workspace close >/dev/null
 
-# The venv of a native checkout lives where the unprivileged uid may not reach it (e.g. /root):
-# then the demo trains as the invoking user, under a site profile that only warns about it.
-POLICY=dev
-if ! "${ST%/secure-trainer}/python" -c 'import sys; from pathlib import Path; from entrypoint.run.lifecycle import _usable_by; sys.exit(0 if _usable_by(Path(sys.executable), 10001) else 1)'; then
-  export ST_TRAIN_UID=none
-  POLICY="$DEMO/site/native-dev.yaml"
-  printf 'name: native-dev\ndescription: native demo, venv not reachable by the training uid\nextends: dev\noverride:\n  - id: process.non_root\n    action: warn\n' > "$POLICY"
-fi
+demo_policy  # sets POLICY
 
 echo "[demo] run: policy → Vault → key → mount → audit → train → seal → unmount → wipe"
 "$ST" run --policy "$POLICY" --pretrained_model_name_or_path models/tiny \

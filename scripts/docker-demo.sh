@@ -16,23 +16,13 @@ export HF_HUB_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 DO_NOT_TRACK=1
 started="$(bash scripts/dockerd.sh)"
 docker image inspect "$IMAGE_TAG" >/dev/null 2>&1 || IMAGE_TAG="$(VARIANT=cpu bash scripts/build.sh | tail -1)"
 
-rm -rf "$DEMO/site"
-mkdir -p "$DEMO/site" "$DEMO/src"
-VAULT_DIR="$DEMO/site/vault"
+source scripts/demo-setup.sh
 cleanup() {
-  "$ST" workspace close >/dev/null 2>&1 || true
-  "$ST" dev vault --stop --workdir "$VAULT_DIR" >/dev/null 2>&1 || true
+  demo_cleanup
   if [[ "$started" == started* ]]; then kill "${started#started }" 2>/dev/null || true; fi
 }
 trap cleanup EXIT
-
-echo "[docker-demo] local OpenBao dev server on the host (127.0.0.1, AppRole + KV v2)"
-eval "$("$ST" dev vault --workdir "$VAULT_DIR" | grep '^export ')"
-export ST_CIPHER_DIR="$DEMO/site/cipher" ST_MOUNTPOINT="$DEMO/site/mnt" ST_STATE_DIR="$DEMO/site/state"
-mkdir -p "$ST_MOUNTPOINT"
-
-echo "[docker-demo] keys init (host): random passphrase in Vault KV v2, gocryptfs cipher dir"
-"$ST" keys init >/dev/null
+demo_site docker-demo
 [[ -d "$DEMO/src/model/diffusers" ]] || "$ST" dev tiny-model "$DEMO/src/model" >/dev/null
 [[ -d "$DEMO/src/data/10_subject" ]] || "$ST" dev dataset "$DEMO/src/data" >/dev/null
 

@@ -41,7 +41,7 @@ from entrypoint.run.outputs import RunOutputs
 from entrypoint.run.recovery import StaleRun, recover_stale_run, wipe_stale_tmp
 from entrypoint.run.seal import Governance, register_sealed_run, retention_from_env
 from entrypoint.run.signals import deferred_signals
-from entrypoint.run.trainer_child import TrainerSpawner, run_trainer, usable_by
+from entrypoint.run.trainer_child import TrainerSpawner, run_trainer
 from entrypoint.run.wipe import default_targets, wipe
 from entrypoint.vault.client import VaultClient
 from entrypoint.workspace.gocryptfs import Gocryptfs, Workspace
@@ -123,9 +123,6 @@ class RunSettings:
                    retention_days=retention_from_env(env), trainer=trainer)
 
 
-_usable_by = usable_by  # coupling: older tests import it from here
-
-
 def _program() -> Path | None:
     """The secure-trainer console script of this installation (watched by the kernel rules)."""
     beside = Path(sys.executable).parent / "secure-trainer"
@@ -137,14 +134,6 @@ def _program() -> Path | None:
 
 def _has_flag(args: tuple[str, ...], name: str) -> bool:
     return any(a == name or a.startswith(name + "=") for a in args)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 class Lifecycle:
