@@ -10,7 +10,6 @@ any large allocation. Never downloads, never puts a path in an error message.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,6 @@ import torch
 from secure_trainer.errors import DataRejected
 from secure_trainer.models.families import (
     FORMAT_SDXL_LDM,
-    META_FORMAT,
     META_TEXT_ENCODER,
     META_TEXT_ENCODER_2,
     META_UNET,
@@ -28,7 +26,7 @@ from secure_trainer.models.families import (
     sdxl_config,
 )
 from secure_trainer.models.safetensors_check import SafetensorsHeader
-from secure_trainer.models.single_file import fill_module, tokenizer_from
+from secure_trainer.models.single_file import embedded_configs, fill_module, tokenizer_from
 
 UNET_PREFIX = "model.diffusion_model."
 VAE_PREFIX = "first_stage_model."
@@ -51,21 +49,6 @@ class SdxlParts:
     text_encoder_2: Any
     tokenizer: Any
     tokenizer_2: Any
-
-
-def _configs(metadata: dict[str, str]) -> dict[str, dict[str, Any]]:
-    if metadata.get(META_FORMAT) != FORMAT_SDXL_LDM:
-        return {name: sdxl_config(name) for name in _META}
-    out: dict[str, dict[str, Any]] = {}
-    for name, key in _META.items():
-        try:
-            cfg = json.loads(metadata[key])
-        except (KeyError, json.JSONDecodeError):
-            raise DataRejected("malformed secure_trainer config metadata in the checkpoint") from None
-        if not isinstance(cfg, dict):
-            raise DataRejected("malformed secure_trainer config metadata in the checkpoint")
-        out[name] = cfg
-    return out
 
 
 def _text_config(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -118,7 +101,8 @@ def load_sdxl_single_file(header: SafetensorsHeader, path: Path, dtype: torch.dt
         if not any(k.startswith(prefix) for k in keys):
             raise DataRejected("not a complete SDXL single-file checkpoint (UNet, VAE or a text "
                                "encoder is missing)")
-    cfgs = _configs(header.metadata)
+    cfgs = embedded_configs(header.metadata, fmt=FORMAT_SDXL_LDM, keys=_META,
+                            bundled=sdxl_config)
     te1_cfg, te2_cfg = _text_config(cfgs["text_encoder"]), _text_config(cfgs["text_encoder_2"])
     try:
         with init_empty_weights():

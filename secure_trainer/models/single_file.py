@@ -11,6 +11,7 @@ validated, never downloads, never puts a path in an error message.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,11 +60,17 @@ def _family_check(keys: set[str]) -> None:
             raise DataRejected("not an SD1.x single-file checkpoint (UNet, VAE or CLIP weights missing)")
 
 
-def _configs(metadata: dict[str, str]) -> dict[str, dict[str, Any]]:
-    if metadata.get(META_FORMAT) != FORMAT_SD1_LDM:
-        return {name: sd15_config(name) for name in META_CONFIGS}
+def embedded_configs(metadata: dict[str, str], *, fmt: str, keys: dict[str, str],
+                     bundled: Callable[[str], dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Module configs of a single file: its own `secure_trainer.*` metadata when it declares
+    our format `fmt` (one JSON config per `keys` entry), else the family's bundled configs.
+
+    Raises DataRejected for malformed embedded configs.
+    """
+    if metadata.get(META_FORMAT) != fmt:
+        return {name: bundled(name) for name in keys}
     out: dict[str, dict[str, Any]] = {}
-    for name, key in META_CONFIGS.items():
+    for name, key in keys.items():
         try:
             cfg = json.loads(metadata[key])
         except (KeyError, json.JSONDecodeError):
@@ -140,7 +147,8 @@ def load_single_file(header: SafetensorsHeader, path: Path, dtype: torch.dtype,
     from transformers import CLIPTextConfig, CLIPTextModel
 
     _family_check(set(header.tensors))
-    cfgs = _configs(header.metadata)
+    cfgs = embedded_configs(header.metadata, fmt=FORMAT_SD1_LDM, keys=META_CONFIGS,
+                            bundled=sd15_config)
     te_cfg = {k: v for k, v in cfgs["text_encoder"].items()
               if not k.startswith("_") and k not in ("architectures", "model_type")}
     if not 0 < int(te_cfg.get("max_position_embeddings", 77)) <= _MAX_POSITIONS:
