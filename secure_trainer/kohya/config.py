@@ -241,8 +241,6 @@ def _sdxl_values(values: dict[str, Any], warn: Warn) -> None:
     if values["cache_text_encoder_outputs"] and not values["network_train_unet_only"]:
         raise ConfigError("cache_text_encoder_outputs needs network_train_unet_only "
                           "(text-encoder LoRA cannot train on cached outputs)")
-    if values["dp"]:
-        raise ConfigError("--dp is not implemented for SDXL yet")
     if not values["resolution"]:
         values["resolution"] = "1024"  # SDXL's native size: Kohya SDXL configs assume 1024 px
     if int(values["bucket_reso_steps"]) % 32:
@@ -327,6 +325,7 @@ def parse_train_args(argv: list[str], *, warn: Warn) -> TrainSettings:
         full_bf16=bool(values["full_bf16"]),
         gradient_checkpointing=bool(values["gradient_checkpointing"]),
         cache_latents=bool(values["cache_latents"]),
+        max_data_loader_n_workers=int(values["max_data_loader_n_workers"]),
         noise_offset=values["noise_offset"],
         min_snr_gamma=values["min_snr_gamma"],
         v_parameterization=bool(values["v_parameterization"]),

@@ -140,7 +140,9 @@ class DPTraining:
         self._plan = make_plan(self._settings.dp, num_images=private_image_count(dataset),
                                sample_rate=max(rates), steps=steps_plan.max_train_steps,
                                calibration_steps=self._calibration_steps)
-        self._params = list(parts.params)
+        # Only parameters that get gradients: SDXL's unused CLIP-L last-layer LoRA is frozen
+        # (requires_grad False) and must stay at its initial value, noise included.
+        self._params = [p for p in parts.params if p.requires_grad]
         self._expected_batch = max(sum(rates), 1e-12)
         return optimizer, PoissonSampler(dataset, rates, steps_plan.steps_per_epoch)
 

@@ -65,12 +65,16 @@ def test_two_text_encoder_lrs_for_sdxl(data: Path) -> None:
      "--caption_dropout_rate", "0.1"),
     ("--sdxl", "--cache_text_encoder_outputs_to_disk", "--network_train_unet_only"),
     ("--sdxl", "--bucket_reso_steps", "48", "--enable_bucket"),
-    ("--sdxl", "--dp", "--dp_noise_multiplier", "1.0"),
 ])
 def test_sdxl_refusals_are_config_errors(data: Path, extra: tuple[str, ...]) -> None:
     with pytest.raises(ConfigError) as err:
         parse(data, *extra)
     assert err.value.exit_code == 2 and "\n" not in str(err.value)
+
+
+def test_dp_is_accepted_for_sdxl(data: Path) -> None:
+    s = parse(data, "--sdxl", "--dp", "--dp_noise_multiplier", "1.0")
+    assert s.sdxl and s.dp.enabled
 
 
 def test_long_prompts_are_accepted_for_sdxl(data: Path) -> None:
