@@ -87,7 +87,9 @@ class ScalarLog:
         self._writer: Any = None
         if settings.logging_dir is None:
             return
-        from torch.utils.tensorboard import SummaryWriter
+        # tensorboardX writes the same event files without tensorboard's web server (grpcio,
+        # werkzeug), so the hardened image carries no HTTP stack.
+        from tensorboardX import SummaryWriter
 
         run = f"{settings.log_prefix or ''}{time.strftime('%Y%m%d%H%M%S')}"
         try:
