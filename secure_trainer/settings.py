@@ -148,7 +148,7 @@ class TrainSettings:
     training_comment: str | None = None
     vae: Path | None = None
     sdpa: bool = True
-    max_data_loader_n_workers: int = 0
+    max_data_loader_n_workers: int = 8  # Kohya's default; 0 = no input prefetch thread
     min_timestep: int = 0
     max_timestep: int = 1000
     save_state_on_train_end: bool = False

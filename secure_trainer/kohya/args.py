@@ -133,7 +133,8 @@ _ROWS: tuple[tuple[str, OptionKind, ValueType, object, dict[str, object]], ...] 
     ("cache_latents_to_disk", _R, "flag", False, {"why": _DISK}),
     ("skip_cache_check", _W, "flag", False, {"why": _SPEED}),
     ("vae_batch_size", _W, "int", 1, {"why": _SPEED}),
-    ("max_data_loader_n_workers", _W, "int", 8, {"why": _SPEED}),
+    # 0: decode images inline in the step; >0: one prefetch thread decodes the next batches.
+    ("max_data_loader_n_workers", _I, "int", 8, {}),
     ("persistent_data_loader_workers", _W, "flag", False, {"why": _SPEED}),
     ("prior_loss_weight", _I, "float", 1.0, {}),
     ("validation_split", _R, "float", 0.0, {"why": _WHAT}),

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from secure_trainer.data.latent_cache import LatentCache
+from secure_trainer.data.prefetch import prefetched
 from secure_trainer.errors import TrainingError
 from secure_trainer.logs import get_logger
 from secure_trainer.settings import TrainSettings
@@ -41,12 +42,13 @@ from secure_trainer.train.setup import (
     weight_dtype,
 )
 from secure_trainer.train.state import LoadedState, Position, apply_state, read_state, restore_rng
-from secure_trainer.train.step import StepContext, batch_loss, sdxl_context
+from secure_trainer.train.step import StepContext, batch_loss, load_batch_images, sdxl_context
 from secure_trainer.train.types import BatchSampler, ModelParts, TrainHooks, TrainResult, hook
 
 __all__ = ["ModelParts", "ProgressSink", "TrainHooks", "TrainResult", "train"]
 
 EPOCH_STREAM = 0xE90C
+PREFETCH_DEPTH = 2  # decoded batches buffered ahead of the step (bounded memory)
 
 
 def _epoch_batches(dataset: Any, sampler: BatchSampler | None, epoch: int, plan: Plan,
@@ -62,6 +64,40 @@ def _epoch_batches(dataset: Any, sampler: BatchSampler | None, epoch: int, plan:
     for k in range(math.ceil(total / world)):
         number = (k * world + rank) % total
         yield number, batches[number]
+
+
+def prefetch_depth(settings: TrainSettings, *, sampler: BatchSampler | None,
+                   run_batch: Callable[..., Any] | None, cache: LatentCache | None) -> int:
+    """How many batches the input thread decodes ahead: 0 (inline, as before) when images are
+    not decoded per step (latent cache, DP's own sampler/batches) or the user asked for no data
+    loader workers (`--max_data_loader_n_workers 0`)."""
+    if sampler is not None or run_batch is not None or cache is not None:
+        return 0
+    return min(PREFETCH_DEPTH, max(0, settings.max_data_loader_n_workers))
+
+
+def _batch_stream(batches: list[tuple[int, Any]], skip: int, depth: int, dataset: Any, seed: int,
+                  epoch: int) -> Iterator[tuple[int, int, Any]]:
+    """(position in epoch, batch number, batch) from `skip` on; with depth > 0 each batch's
+    images are decoded by the prefetch thread and attached (`batch.images`). The images are a
+    pure function of (seed, epoch, number), so prefetching changes no tensor."""
+    pending = [(pos, number, batch) for pos, (number, batch) in enumerate(batches) if pos >= skip]
+    if depth <= 0:
+        yield from pending
+        return
+
+    def load(entry: tuple[int, int, Any]) -> Any:
+        _pos, number, batch = entry
+        return load_batch_images(dataset, batch, seed, epoch, number)
+
+    stream = prefetched(pending, load, depth)
+    try:
+        for (pos, number, batch), images in stream:
+            batch.images = images
+            yield pos, number, batch
+            batch.images = None  # the step is done with it: free the decoded tensor
+    finally:
+        stream.close()
 
 
 def _resolve_seed(settings: TrainSettings, loaded: LoadedState | None,
@@ -161,6 +197,8 @@ def train(settings: TrainSettings, *, progress: ProgressSink | None = None,
     extra_metadata = hook(hooks, "extra_metadata")
     accum = settings.gradient_accumulation_steps
     epoch = position.next_epoch - 1
+    depth = prefetch_depth(settings, sampler=sampler, run_batch=run_batch, cache=cache)
+    stream: Any = None
     sink.start(total_steps=plan.max_train_steps, total_epochs=plan.num_epochs,
                initial_step=global_step)
     try:
@@ -175,9 +213,8 @@ def train(settings: TrainSettings, *, progress: ProgressSink | None = None,
             done = 0
             batches = list(_epoch_batches(dataset, sampler, epoch, plan,
                                           accelerator.process_index, accelerator.num_processes))
-            for position_in_epoch, (number, batch) in enumerate(batches):
-                if position_in_epoch < skip:
-                    continue
+            stream = _batch_stream(batches, skip, depth, dataset, seed, epoch)
+            for position_in_epoch, number, batch in stream:
                 if run_batch is not None:
                     value = float(run_batch(ctx, dataset, batch, epoch, number))
                 else:
@@ -222,6 +259,7 @@ def train(settings: TrainSettings, *, progress: ProgressSink | None = None,
                 if global_step >= plan.max_train_steps or (should_stop is not None and should_stop()):
                     stop = True
                     break
+            stream.close()  # stops the prefetch thread when the epoch ended early
             every_epochs = settings.save_every_n_epochs
             if (writer is not None and not stop and every_epochs and epoch % every_epochs == 0
                     and epoch < plan.num_epochs):
@@ -245,6 +283,8 @@ def train(settings: TrainSettings, *, progress: ProgressSink | None = None,
         raise TrainingError("out of memory: lower train_batch_size or resolution, or use "
                             "gradient_checkpointing / cache_latents") from None
     finally:
+        if stream is not None:
+            stream.close()
         sink.close()
         if scalars is not None:
             scalars.close()

@@ -187,13 +187,19 @@ def test_unsupported_keys_at_their_default_are_accepted(data: Path) -> None:
 
 def test_speed_options_warn_once_by_name(data: Path) -> None:
     warnings: list[str] = []
-    parse(base(data, "--xformers", "--lowram", "--max_data_loader_n_workers", "4"), warnings)
+    parse(base(data, "--xformers", "--lowram", "--persistent_data_loader_workers"), warnings)
     assert len(warnings) == 3
     assert {w.split("'")[1] for w in warnings} == {
         "xformers",
         "lowram",
-        "max_data_loader_n_workers",
+        "persistent_data_loader_workers",
     }
+
+
+def test_data_loader_workers_choose_input_prefetch(data: Path) -> None:
+    # Kohya's default 8 keeps the prefetch thread on; 0 means decode inline in the step.
+    assert parse(base(data)).max_data_loader_n_workers == 8
+    assert parse(base(data, "--max_data_loader_n_workers", "0")).max_data_loader_n_workers == 0
 
 
 def test_optimizer_names_are_case_insensitive_and_legacy_flags_map(data: Path) -> None:
