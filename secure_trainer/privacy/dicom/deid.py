@@ -28,7 +28,11 @@ __all__ = ["DateMode", "DeidOptions", "deidentify", "new_uid"]
 DateMode = Literal["remove", "shift"]
 _DATE_VRS = frozenset({"DA", "DT", "TM"})
 _MAX_SHIFT_DAYS = 3650
-_DUMMY = {"PN": "ANONYMOUS", "SQ": None, "DA": "19000101", "TM": "000000"}
+_DUMMY: dict[str, object] = {"PN": "ANONYMOUS", "DA": "19000101", "TM": "000000",
+                              "DT": "19000101000000", "IS": "0", "DS": "0", "AS": "000D",
+                              "US": 0, "SS": 0, "UL": 0, "SL": 0, "UV": 0, "SV": 0, "FL": 0.0,
+                              "FD": 0.0, "AT": 0}
+_BINARY_VRS = frozenset({"OB", "OW", "OD", "OF", "OL", "OV", "UN"})
 # The elements pixel rendering needs and the de-identifier must not blank (none identifies).
 _TAGS = {kw: tag_for_keyword(kw) for kw in PROFILE}
 
@@ -83,15 +87,20 @@ def _apply(ds: Dataset, opts: DeidOptions, days: int) -> None:
             del ds[tag]
             continue
         action = PROFILE.get(elem.keyword)
+        if action == "D" and elem.VR in _DATE_VRS:
+            action = None  # a dummy date still says "a date": removed or shifted like the rest
         if action == "X":
             del ds[tag]
         elif action == "Z":
             elem.value = [] if elem.VR == "SQ" else ""
+        elif action == "D" and elem.VR == "UI":
+            _replace_uid(elem, opts.key)  # a dummy UID: the consistent replacement
         elif action == "D":
             if elem.VR == "SQ":
                 del ds[tag]  # a dummy sequence carries nothing; removal is the safe dummy
             else:
-                elem.value = _DUMMY.get(elem.VR, "0" if elem.VR in ("IS", "DS") else "ANONYMOUS")
+                elem.value = (b"" if elem.VR in _BINARY_VRS
+                              else _DUMMY.get(elem.VR, "ANONYMOUS"))
         elif action == "U" or (elem.VR == "UI" and not _is_registered(str(elem.value or ""))
                                and elem.keyword != "TransferSyntaxUID"):
             _replace_uid(elem, opts.key)

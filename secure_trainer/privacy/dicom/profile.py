@@ -1,108 +1,232 @@
 """DICOM PS3.15 Annex E, Table E.1-1: the Basic Application Level Confidentiality Profile's
 attributes and their actions, as data (facts from the standard, by attribute keyword).
 
-Actions: D replace with a dummy value, Z replace with an empty value, X remove, U replace a UID
-with a consistent new one. Where the standard allows a choice (X/Z, X/D, X/Z/D, X/Z/U*, Z/D)
-this table takes X (removal), which every such choice permits, except for UIDs (U) and the
-attributes whose module makes them Type 2 in every IOD we render (Z). Beyond this table the
-de-identifier (deid.py) also removes every private tag, the curve (50xx) and overlay (60xx)
-groups, and replaces or removes every other date/time and non-registry UID (stricter than the
-profile). SECURITY: data only; never shorten this table without the standard in hand.
+Source: Table E.1-1 of DICOM PS3.15 2024b, "Basic Prof." column, 616 attributes, checked row by
+row against the table as listed by KitwareMedical/dicom-anonymizer (dicomfields_2024b, scraped
+from the standard; facts only, no code) — docs/data-and-registry.md says how.
+Codes as in the standard: D replace with a dummy value, Z replace with an empty (or dummy)
+value, X remove, U replace a UID with a consistent new one; Z/D, X/Z, X/D, X/Z/D, X/Z/U* are
+the standard's choices "X (or Z) unless the IOD needs more". We never write DICOM (the output is
+PNG), so no IOD needs an element kept: a choice resolves to its first letter (`ACTIONS`).
+Beyond this table the de-identifier (deid.py) also removes every private tag, the curve (50xx)
+and overlay (60xx) groups, and replaces or removes every other date/time and non-registry UID
+(stricter than the profile). SECURITY: data only; never shorten this table without the
+standard in hand (tests/unit/secure_trainer/privacy/dicom/test_profile.py pins its counts).
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
-__all__ = ["PROFILE", "Action"]
+__all__ = ["ACTIONS", "PROFILE", "STANDARD_CODES", "Action"]
 
 Action = Literal["D", "Z", "X", "U"]
 
-_X = """
-AcquisitionComments AcquisitionContextSequence AcquisitionDate AcquisitionDateTime
-AcquisitionDeviceProcessingDescription AcquisitionTime ActualHumanPerformersSequence
-AdditionalPatientHistory AdmissionID AdmittingDate AdmittingDiagnosesCodeSequence
+# Standard code -> keywords, in the standard's own grouping (sorted within a code).
+STANDARD_CODES: dict[str, str] = {
+    "D": """
+AcquisitionFieldOfViewLabel AnnotationGroupLabel AnnotationGroupUID AssertionDateTime
+AttributeModificationDateTime BeamHoldTransitionDateTime CertificateOfSigner
+ClinicalTrialProtocolEthicsCommitteeName ClinicalTrialProtocolID ClinicalTrialSponsorName
+ClinicalTrialSubjectID ClinicalTrialSubjectReadingID ContainerIdentifier ContentSequence
+ContextGroupLocalVersion ContextGroupVersion Date DateTime DecayCorrectionDateTime DestinationAE
+DeviceLabel DigitalSignatureDateTime EffectiveDateTime EncapsulatedDocument EntityLabel
+EntityLongLabel ExclusionStartDateTime FlowIdentifier FlowIdentifierSequence
+FrameAcquisitionDateTime FrameOriginTimestamp FrameReferenceDateTime FunctionalSyncPulse
+GraphicAnnotationSequence HangingProtocolCreationDateTime ImpedanceMeasurementDateTime
+InformationIssueDateTime InterlockDateTime InterlockDescription InterlockOriginDescription
+ModifyingSystem OverrideDateTime PersonIdentificationCodeSequence PersonName RTPlanLabel
+RTPrescriptionLabel RTToleranceSetLabel RadiationDoseIdentificationLabel
+RadiationDoseInVivoMeasurementLabel RadiationGenerationModeLabel ReasonForTheAttributeModification
+RecordedRTControlPointDateTime ReferencedDateTime SafePositionExitDate SafePositionExitTime
+SafePositionReturnDate SafePositionReturnTime SelectorAEValue SelectorASValue SelectorDAValue
+SelectorDTValue SelectorLOValue SelectorLTValue SelectorOBValue SelectorPNValue SelectorSHValue
+SelectorSTValue SelectorTMValue SelectorUNValue SelectorURValue SelectorUTValue SourceEndDateTime
+SourceIdentifier SourceStartDateTime SourceStrengthReferenceDate SourceStrengthReferenceTime
+SpecimenIdentifier StructureSetLabel Time TreatmentControlPointDate TreatmentControlPointTime
+TreatmentPositionGroupLabel TreatmentToleranceViolationDateTime
+TreatmentToleranceViolationDescription UserContentLabel UserContentLongLabel VerificationDateTime
+VerifyingObserverName VerifyingObserverSequence VerifyingOrganization XRayDetectorID XRaySourceID
+""",
+    "Z": """
+AccessionNumber CalibrationDateTime ClinicalTrialCoordinatingCenterName ClinicalTrialProtocolName
+ClinicalTrialSiteID ClinicalTrialSiteName ClinicalTrialTimePointID
+ConceptualVolumeCombinationDescription ConceptualVolumeDescription ConsultingPhysicianName
+DeviceAlternateIdentifier FillerOrderNumberImagingServiceRequest FractionationNotes
+IssuerOfTheContainerIdentifierSequence IssuerOfTheSpecimenIdentifierSequence
+ManufacturerDeviceIdentifier ParticipationDateTime PatientBirthDate PatientName PatientSex
+PlacerOrderNumberImagingServiceRequest PrescriptionNotes PrescriptionNotesSequence ROIInterpreter
+ROIName RTAccessoryDeviceSlotID RTAccessoryHolderSlotID RTPhysicianIntentNarrative
+RadiationGenerationModeDescription ReasonForSuperseding ReferringPhysicianName ReviewDate
+ReviewTime SourceOfPreviousValues SpecimenPreparationSequence StructureSetDate StructureSetTime
+StudyDate StudyID StudyTime TreatmentTechniqueNotes VerifyingObserverIdentificationCodeSequence
+""",
+    "X": """
+AcquisitionComments AcquisitionProtocolDescription ActualHumanPerformersSequence
+AdditionalPatientHistory AddressTrial AdmissionID AdmittingDate AdmittingDiagnosesCodeSequence
 AdmittingDiagnosesDescription AdmittingTime AffectedSOPInstanceUID Allergies
-AuthorObserverSequence BranchOfService CassetteID CommentsOnThePerformedProcedureStep
-ConfidentialityConstraintOnPatientDataDescription ContentSequence ContributionDescription
-CountryOfResidence CurrentPatientLocation CurveDate CurveTime CustodialOrganizationSequence
-DataSetTrailingPadding DateOfLastCalibration DerivationDescription DetectorID
-DeviceSerialNumber DigitalSignaturesSequence DischargeDiagnosisDescription DistributionAddress
-DistributionName EthnicGroup FrameComments GantryID GeneratorID HumanPerformerName
-HumanPerformerOrganization IconImageSequence IdentifyingComments ImageComments
-ImagePresentationComments ImagingServiceRequestComments Impressions InstanceCreationDate
-InstanceCreationTime InstitutionAddress InstitutionCodeSequence InstitutionName
-InstitutionalDepartmentName InsurancePlanIdentification
-IntendedRecipientsOfResultsIdentificationSequence InterpretationApproverSequence
-InterpretationAuthor InterpretationDiagnosisDescription InterpretationIDIssuer
-InterpretationRecorder InterpretationText InterpretationTranscriber IssuerOfAdmissionID
-IssuerOfPatientID IssuerOfServiceEpisodeID MAC MedicalAlerts MedicalRecordLocator MilitaryRank
-ModifiedAttributesSequence ModifiedImageDescription ModifyingDeviceID NameOfPhysiciansReadingStudy
-NamesOfIntendedRecipientsOfResults Occupation OperatorIdentificationSequence OperatorsName
-OriginalAttributesSequence OrderCallbackPhoneNumber OrderEnteredBy OrderEntererLocation
-OtherPatientIDs OtherPatientIDsSequence OtherPatientNames OverlayDate OverlayTime
-ParticipantSequence PatientAddress PatientAge PatientBirthName PatientBirthTime PatientComments
-PatientInstitutionResidence PatientInsurancePlanCodeSequence PatientMotherBirthName
-PatientPrimaryLanguageCodeSequence PatientReligiousPreference PatientSexNeutered PatientSize
-PatientState PatientTelephoneNumbers PatientTransportArrangements PatientWeight
-PerformedLocation PerformedProcedureStepDescription PerformedProcedureStepID
-PerformedProcedureStepStartDate PerformedProcedureStepStartTime
-PerformingPhysicianIdentificationSequence PerformingPhysicianName PersonAddress
-PersonTelephoneNumbers PhysicianApprovingInterpretation PhysiciansOfRecord
-PhysiciansOfRecordIdentificationSequence PhysiciansReadingStudyIdentificationSequence PlateID
-PreMedication PregnancyStatus ProtocolName ReasonForStudy ReasonForTheImagingServiceRequest
-ReferencedDigitalSignatureSequence ReferencedImageSequence ReferencedPatientAliasSequence
-ReferencedPatientSequence ReferencedPerformedProcedureStepSequence
-ReferencedSOPInstanceMACSequence ReferencedStudySequence ReferringPhysicianAddress
-ReferringPhysicianIdentificationSequence ReferringPhysicianTelephoneNumbers RegionOfResidence
-RequestAttributesSequence RequestedContrastAgent RequestedProcedureComments
-RequestedProcedureDescription RequestedProcedureID RequestedProcedureLocation
-RequestingPhysician RequestingService ResponsibleOrganization ResponsiblePerson ResultsComments
-ResultsDistributionListSequence ResultsIDIssuer ReviewerName ScheduledHumanPerformersSequence
-ScheduledPatientInstitutionResidence ScheduledPerformingPhysicianIdentificationSequence
-ScheduledPerformingPhysicianName ScheduledProcedureStepDescription ScheduledProcedureStepEndDate
-ScheduledProcedureStepEndTime ScheduledProcedureStepLocation ScheduledProcedureStepStartDate
-ScheduledProcedureStepStartTime ScheduledStationAETitle
+AnnotationGroupDescription ApprovalStatusDateTime Arbitrary AssertionExpirationDateTime
+AuthorObserverSequence BeamDescription BolusDescription BranchOfService CalibrationDate
+CalibrationTime CameraOwnerName CassetteID CertifiedTimestamp
+ClinicalTrialProtocolEthicsCommitteeApprovalNumber ClinicalTrialSeriesDescription
+ClinicalTrialSeriesID ClinicalTrialTimePointDescription CommentsOnRadiationDose
+CommentsOnThePerformedProcedureStep CompensatorDescription
+ConfidentialityConstraintOnPatientDataDescription ConsultingPhysicianIdentificationSequence
+ContainerComponentID ContainerDescription ContentCreatorIdentificationCodeSequence
+ContrastBolusStartTime ContrastBolusStopTime ContributionDateTime ContributionDescription
+CountryOfResidence CreationDate CreationTime CurrentObserverTrial CurrentPatientLocation CurveDate
+CurveTime CustodialOrganizationSequence DataSetTrailingPadding
+DateOfDocumentOrVerbalTransactionTrial DateOfInstallation DateOfLastCalibration DateOfManufacture
+DateOfSecondaryCapture DateTimeOfLastCalibration DecompositionDescription DerivationDescription
+DeviceDescription DeviceSettingDescription DigitalSignaturesSequence DischargeDate
+DischargeDiagnosisDescription DischargeTime DisplacementReferenceLabel DistributionAddress
+DistributionName DoseReferenceDescription EntityDescription EntityName
+EquipmentFrameOfReferenceDescription EthicsCommitteeApprovalEffectivenessEndDate
+EthicsCommitteeApprovalEffectivenessStartDate EthnicGroup ExpectedCompletionDateTime
+FilterLookupTableDescription FindingsGroupRecordingDateTrial FindingsGroupRecordingTimeTrial
+FixationDeviceDescription FractionGroupDescription FrameComments GPSAltitude GPSAltitudeRef
+GPSAreaInformation GPSDOP GPSDateStamp GPSDestBearing GPSDestBearingRef GPSDestDistance
+GPSDestDistanceRef GPSDestLatitude GPSDestLatitudeRef GPSDestLongitude GPSDestLongitudeRef
+GPSDifferential GPSImgDirection GPSImgDirectionRef GPSLatitude GPSLatitudeRef GPSLongitude
+GPSLongitudeRef GPSMapDatum GPSMeasureMode GPSProcessingMethod GPSSatellites GPSSpeed GPSSpeedRef
+GPSStatus GPSTimeStamp GPSTrack GPSTrackRef GPSVersionID GantryID GeneratorID
+HL7DocumentEffectiveTime HumanPerformerName HumanPerformerOrganization IconImageSequence
+IdentifyingComments ImageComments ImagePresentationComments ImagingServiceRequestComments
+Impressions InstanceCoercionDateTime InstanceOriginStatus InstitutionAddress
+InstitutionalDepartmentName InstitutionalDepartmentTypeCodeSequence InsurancePlanIdentification
+IntendedFractionStartTime IntendedRecipientsOfResultsIdentificationSequence
+InterpretationApprovalDate InterpretationApprovalTime InterpretationApproverSequence
+InterpretationAuthor InterpretationDiagnosisDescription InterpretationID InterpretationIDIssuer
+InterpretationRecordedDate InterpretationRecordedTime InterpretationRecorder InterpretationText
+InterpretationTranscriber InterpretationTranscriptionDate InterpretationTranscriptionTime
+InterventionDrugStartTime InterventionDrugStopTime IssueDateOfImagingServiceRequest
+IssueTimeOfImagingServiceRequest IssuerOfAdmissionID IssuerOfAdmissionIDSequence
+IssuerOfClinicalTrialProtocolID IssuerOfClinicalTrialSeriesID IssuerOfClinicalTrialSiteID
+IssuerOfClinicalTrialSubjectID IssuerOfClinicalTrialSubjectReadingID
+IssuerOfClinicalTrialTimePointID IssuerOfPatientID IssuerOfServiceEpisodeID
+IssuerOfServiceEpisodeIDSequence LastMenstrualDate LensMake LensModel LensSerialNumber
+LensSpecification LongDeviceDescription MAC MakerNote MedicalAlerts MedicalRecordLocator
+MilitaryRank ModifiedAttributesSequence ModifiedImageDate ModifiedImageDescription
+ModifiedImageTime ModifyingDeviceID MultienergyAcquisitionDescription NameOfPhysiciansReadingStudy
+NamesOfIntendedRecipientsOfResults NetworkID NonconformingDataElementValue
+NonconformingModifiedAttributesSequence ObservationDateTrial ObservationStartDateTime
+ObservationTimeTrial Occupation OrderCallbackPhoneNumber OrderCallbackTelecomInformation
+OrderEnteredBy OrderEntererLocation OriginalAttributesSequence Originator
+OtherClinicalTrialProtocolIDsSequence OtherPatientIDs OtherPatientIDsSequence OtherPatientNames
+OverlayDate OverlayTime ParticipantSequence PatientAddress PatientAge PatientBirthName
+PatientBirthTime PatientComments PatientInstitutionResidence PatientInsurancePlanCodeSequence
+PatientMotherBirthName PatientPrimaryLanguageCodeSequence
+PatientPrimaryLanguageModifierCodeSequence PatientReligiousPreference PatientSetupPhotoDescription
+PatientSize PatientState PatientTelecomInformation PatientTelephoneNumbers
+PatientTransportArrangements PatientTreatmentPreparationMethodDescription
+PatientTreatmentPreparationProcedureParameterDescription PatientWeight PerformedLocation
+PerformedProcedureStepDescription PerformedProcedureStepEndDate PerformedProcedureStepEndDateTime
+PerformedProcedureStepEndTime PerformedProcedureStepID PerformedProcedureStepStartDate
+PerformedProcedureStepStartDateTime PerformedProcedureStepStartTime PerformedStationAETitle
+PerformedStationGeographicLocationCodeSequence PerformedStationName
+PerformedStationNameCodeSequence PerformingPhysicianIdentificationSequence PerformingPhysicianName
+PersonAddress PersonTelecomInformation PersonTelephoneNumbers PhysicianApprovingInterpretation
+PhysiciansOfRecord PhysiciansOfRecordIdentificationSequence
+PhysiciansReadingStudyIdentificationSequence PlateID PositionAcquisitionTemplateDescription
+PositionAcquisitionTemplateName PreMedication PregnancyStatus PrescriptionDescription
+PresentationCreationDate PresentationCreationTime PriorTreatmentDoseDescription
+ProcedureStepCancellationDateTime ProductExpirationDateTime PyramidDescription PyramidLabel
+ROICreatorSequence ROIDateTime ROIDescription ROIGenerationDescription ROIInterpreterSequence
+ROIObservationDateTime ROIObservationDescription ROIObservationLabel RTPlanDescription RTPlanName
+RadiopharmaceuticalStartDateTime RadiopharmaceuticalStartTime RadiopharmaceuticalStopDateTime
+RadiopharmaceuticalStopTime ReasonForOmissionDescription ReasonForRequestedProcedureCodeSequence
+ReasonForStudy ReasonForTheImagingServiceRequest ReasonForTheRequestedProcedure ReasonForVisit
+ReasonForVisitCodeSequence ReceivingAE ReferencedDigitalSignatureSequence
+ReferencedPatientAliasSequence ReferencedPatientPhotoSequence ReferencedPatientSequence
+ReferencedSOPInstanceMACSequence ReferringPhysicianAddress ReferringPhysicianIdentificationSequence
+ReferringPhysicianTelephoneNumbers RegionOfResidence RequestAttributesSequence
+RequestedContrastAgent RequestedProcedureComments RequestedProcedureID RequestedProcedureLocation
+RequestedSeriesDescription RequestingAE RequestingPhysician RequestingService
+RespiratoryMotionCompensationTechniqueDescription ResponsibleOrganization ResponsiblePerson
+ResultsComments ResultsDistributionListSequence ResultsID ResultsIDIssuer RetrieveAETitle
+SOPAuthorizationDateTime ScheduledAdmissionDate ScheduledAdmissionTime ScheduledDischargeDate
+ScheduledDischargeTime ScheduledHumanPerformersSequence ScheduledPatientInstitutionResidence
+ScheduledPerformingPhysicianIdentificationSequence ScheduledPerformingPhysicianName
+ScheduledProcedureStepDescription ScheduledProcedureStepEndDate ScheduledProcedureStepEndTime
+ScheduledProcedureStepExpirationDateTime ScheduledProcedureStepID ScheduledProcedureStepLocation
+ScheduledProcedureStepModificationDateTime ScheduledProcedureStepStartDate
+ScheduledProcedureStepStartDateTime ScheduledProcedureStepStartTime ScheduledStationAETitle
 ScheduledStationGeographicLocationCodeSequence ScheduledStationName
 ScheduledStationNameCodeSequence ScheduledStudyLocation ScheduledStudyLocationAETitle
-SeriesDate SeriesDescription SeriesTime ServiceEpisodeDescription ServiceEpisodeID
-SmokingStatus SourceImageSequence SpecialNeeds StationName StudyComments StudyDescription
-StudyIDIssuer TextComments TextString TimeOfLastCalibration TimezoneOffsetFromUTC TopicAuthor
-TopicKeywords TopicSubject TopicTitle VerifyingOrganization VisitComments
-"""
+ScheduledStudyStartDate ScheduledStudyStartTime ScheduledStudyStopDate ScheduledStudyStopTime
+SeriesDescription ServiceEpisodeDescription ServiceEpisodeID SetupTechniqueDescription
+ShieldingDeviceDescription SlideIdentifier SmokingStatus SourceManufacturer SpecialNeeds
+SpecimenAccessionNumber SpecimenDetailedDescription SpecimenShortDescription StationAETitle
+StructureSetDescription StructureSetName StudyArrivalDate StudyArrivalTime StudyComments
+StudyCompletionDate StudyCompletionTime StudyDescription StudyIDIssuer StudyReadDate StudyReadTime
+StudyVerifiedDate StudyVerifiedTime SubstanceAdministrationDateTime TelephoneNumberTrial
+TemplateLocalVersion TemplateVersion TextComments TextString
+TimeOfDocumentCreationOrVerbalTransactionTrial TimeOfLastCalibration TimeOfSecondaryCapture
+TimezoneOffsetFromUTC TopicAuthor TopicKeywords TopicSubject TopicTitle
+TransducerIdentificationSequence TreatmentSites UDISequence UniqueDeviceIdentifier
+VerbalSourceIdentifierCodeSequenceTrial VerbalSourceTrial VisitComments WaveformFilterDescription
+XRayDetectorLabel
+""",
+    "U": """
+AcquisitionUID ConcatenationUID ConceptualVolumeUID ConstituentConceptualVolumeUID DeviceUID
+DigitalSignatureUID DimensionOrganizationUID DoseReferenceUID DosimetricObjectiveUID
+FailedSOPInstanceUIDList FiducialUID FrameOfReferenceUID InstanceCreatorUID IrradiationEventUID
+LargePaletteColorLookupTableUID ManufacturerDeviceClassUID MediaStorageSOPInstanceUID
+MultiplexGroupUID ObservationSubjectUIDTrial ObservationUID PaletteColorLookupTableUID
+PatientSetupUID PresentationDisplayCollectionUID PresentationSequenceCollectionUID PyramidUID
+RTTreatmentPhaseUID ReferencedConceptualVolumeUID ReferencedDoseReferenceUID
+ReferencedDosimetricObjectiveUID ReferencedFiducialsUID ReferencedFrameOfReferenceUID
+ReferencedObservationUIDTrial ReferencedSOPInstanceUID ReferencedSOPInstanceUIDInFile
+ReferencedTreatmentPositionGroupUID RelatedFrameOfReferenceUID RequestedSOPInstanceUID
+SOPInstanceUID SeriesInstanceUID SourceConceptualVolumeUID SourceFrameOfReferenceUID SpecimenUID
+StorageMediaFileSetUID StudyInstanceUID SynchronizationFrameOfReferenceUID TargetUID
+TemplateExtensionCreatorUID TemplateExtensionOrganizationUID TrackingUID TransactionUID
+TreatmentPositionGroupUID TreatmentSessionUID UID
+""",
+    "Z/D": """
+ContentCreatorName ContentDate ContentTime ContrastBolusAgent InstructionPerformedDateTime
+PatientID
+""",
+    "X/Z": """
+AcquisitionContextSequence AcquisitionDate AcquisitionTime BarcodeValue LabelText
+PatientSexNeutered ReferencedStudySequence RequestedProcedureDescription ReviewerName
+SourceSerialNumber TreatmentMachineName
+""",
+    "X/D": """
+AcquisitionDeviceProcessingDescription DateOfLastDetectorCalibration DetectorID
+EndAcquisitionDateTime FirstTreatmentDate InstanceCreationDate IntendedPhaseEndDate
+IntendedPhaseStartDate MostRecentTreatmentDate ObservationDateTime OperatorIdentificationSequence
+ProtocolName RTPlanDate RTPlanTime RTTreatmentApproachLabel SeriesDate SeriesTime
+StartAcquisitionDateTime TimeOfLastDetectorCalibration TreatmentDate TreatmentSite TreatmentTime
+""",
+    "X/Z/D": """
+AcquisitionDateTime DeviceSerialNumber InstanceCreationTime InstitutionCodeSequence InstitutionName
+OperatorsName ReferencedPerformedProcedureStepSequence StationName
+""",
+    "X/Z/U*": """
+ReferencedImageSequence SourceImageSequence
+""",
 
-_Z = """
-AccessionNumber ContentCreatorName ContentDate ContentTime ContrastBolusAgent
-FillerOrderNumberImagingServiceRequest PatientBirthDate PatientID PatientName PatientSex
-PlacerOrderNumberImagingServiceRequest ReferringPhysicianName StudyDate StudyID StudyTime
-VerifyingObserverIdentificationCodeSequence
-"""
+}
 
-_D = """
-GraphicAnnotationSequence PersonIdentificationCodeSequence PersonName VerifyingObserverName
-VerifyingObserverSequence
-"""
+# Listed by earlier editions of Table E.1-1 (dropped by 2024b); kept: replacing them is free.
+_EARLIER_EDITIONS_U = "CreatorVersionUID ReferencedGeneralPurposeScheduledProcedureStepTransactionUID"
 
-_U = """
-ConcatenationUID CreatorVersionUID DeviceUID DimensionOrganizationUID DoseReferenceUID
-FailedSOPInstanceUIDList FiducialUID FrameOfReferenceUID InstanceCreatorUID
-IrradiationEventUID LargePaletteColorLookupTableUID MediaStorageSOPInstanceUID
-PaletteColorLookupTableUID ReferencedFrameOfReferenceUID
-ReferencedGeneralPurposeScheduledProcedureStepTransactionUID ReferencedSOPInstanceUID
-RelatedFrameOfReferenceUID RequestedSOPInstanceUID SeriesInstanceUID SOPInstanceUID
-StorageMediaFileSetUID StudyInstanceUID SynchronizationFrameOfReferenceUID
-TemplateExtensionCreatorUID TemplateExtensionOrganizationUID TransactionUID UID
-"""
+ACTIONS: dict[str, Action] = {"D": "D", "Z": "Z", "X": "X", "U": "U", "Z/D": "Z", "X/Z": "X",
+                              "X/D": "X", "X/Z/D": "X", "X/Z/U*": "X"}
+"""How each standard code is applied here (a choice: its first, most removing, option)."""
 
 
 def _table() -> dict[str, Action]:
     out: dict[str, Action] = {}
-    for action, words in (("X", _X), ("Z", _Z), ("D", _D), ("U", _U)):
+    for code, words in STANDARD_CODES.items():
         for word in words.split():
             assert word not in out, word  # one action per attribute
-            out[word] = action  # type: ignore[assignment]
+            out[word] = ACTIONS[code]
+    for word in _EARLIER_EDITIONS_U.split():
+        out.setdefault(word, "U")
     return out
 
 
 PROFILE: dict[str, Action] = _table()
-"""Attribute keyword → action (Table E.1-1, Basic Profile column; choices resolved as above)."""
+"""Attribute keyword -> action (Table E.1-1, Basic Profile column; choices resolved as above)."""
