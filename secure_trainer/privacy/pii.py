@@ -83,7 +83,7 @@ _EMAIL_RE = re.compile(
     r"[a-z]{2,24}(?![\w\-])", re.IGNORECASE)
 # Candidate IBAN: country code, check digits, then 11..30 alphanumerics in optional groups.
 _IBAN_RE = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}\b")
-_CARD_RE = re.compile(r"(?<![\w\-.])\d(?:[ \-]?\d){12,18}(?![\w\-]|\.\d)")
+_CARD_RE = re.compile(r"(?<![\w\-.])\d(?:[ \-]?\d){11,18}(?![\w\-]|\.\d)")
 _IPV4_RE = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w]|\.\d)")
 _IPV6_RE = re.compile(r"(?<![\w:.])[0-9a-f:]*:[0-9a-f:]*:[0-9a-f:.]*(?![\w:])", re.IGNORECASE)
 _VERSION_CONTEXT_RE = re.compile(r"(?:\bv|\bver\.?|\bversion|\brelease|\bbuild)\s*$",
@@ -97,7 +97,15 @@ _PHONE_RES: tuple[re.Pattern[str], ...] = (
     # National trunk prefix 0: 020 7946 0958, 07700 900123, 030-12345678.
     # Area codes never start with 0, and a group right after another digit group is a list.
     re.compile(r"(?<![\w\-.])(?<!\d )0[1-9]\d{0,3}[ \-]\d{3,8}(?:[ \-]\d{3,4})?(?![\w\-]|\.\d)"),
+    # International with 00 instead of +: 00420 603 766 201, 001-308-711-9508.
+    re.compile(r"(?<![\w\-.])(?<!\d )00[1-9]\d{0,2}(?:[ .\-]?\d{1,5}){2,6}(?![\w\-]|\.\d)"),
+    # A bracketed area or country code: (02480) 87467, (029) 2018 0824, (+30) 2538 440329.
+    re.compile(r"(?<![\w\-.])(?<!\d )\(\+?\d{2,5}\)[ \-]?\d{2,8}(?:[ \-]?\d{2,4}){0,3}(?![\w\-]|\.\d)"),
+    # Trunk 0 and 9-10 more digits in one run: 0145061207, 02534667335.
+    re.compile(r"(?<![\w\-.])(?<!\d )0[1-9]\d{8,9}(?![\w\-]|\.\d)"),
 )
+# An extension after a number: x042, ext. 12 (part of the number's span when present).
+_PHONE_EXT_RE = re.compile(r"(?: ?(?:x|ext\.?) ?\d{1,6})(?![\w\-])", re.IGNORECASE)
 # A labelled number without other structure: "tel: 5551234567", "phone 555 123 4567".
 _LABELLED_PHONE_RE = re.compile(
     r"\b(?:tel|phone|mobile|cell|fax|call|whatsapp)\b\.?:?\s*(\+?\d[\d \-.]{5,18}\d)(?![\w\-])",
@@ -212,7 +220,11 @@ def _card_brand_ok(digits: str) -> bool:
     if two in (36, 38) or 300 <= int(digits[:3]) <= 305:
         return 14 <= n <= 19
     if digits[0] == "6" or two == 35:
-        return 16 <= n <= 19
+        return 12 <= n <= 19 if two in (63, 67) else 16 <= n <= 19  # Maestro 6304/67xx: 12+
+    if four in (1800, 2131):
+        return n == 15  # JCB's older 15-digit ranges
+    if two == 50 or 56 <= two <= 58:
+        return 12 <= n <= 19  # Maestro
     return False
 
 
@@ -222,7 +234,7 @@ def _find_cards(text: str) -> Iterable[tuple[int, int]]:
         if " " in raw and "-" in raw:
             continue  # mixed separators: a list of numbers, not a card
         digits = re.sub(r"\D", "", raw)
-        if 13 <= len(digits) <= 19 and _card_brand_ok(digits) and _luhn_ok(digits):
+        if 12 <= len(digits) <= 19 and _card_brand_ok(digits) and _luhn_ok(digits):
             yield m.span()
 
 
@@ -266,11 +278,21 @@ def _phone_ok(candidate: str, region: str | None) -> bool:
 
 
 def _find_phones(text: str, region: str | None = None) -> Iterable[tuple[int, int]]:
-    spans = [m.span() for p in _PHONE_RES for m in p.finditer(text)]
+    spans = [m.span() for p in _PHONE_RES for m in p.finditer(_PHONE_EXT_MASK.sub(_blank, text))]
     spans += [m.span(1) for m in _LABELLED_PHONE_RE.finditer(text)]
-    for span in spans:
-        if _phone_ok(text[span[0]:span[1]], region):
-            yield span
+    for start, end in spans:
+        if _phone_ok(text[start:end], region):
+            ext = _PHONE_EXT_RE.match(text, end)
+            yield start, ext.end() if ext else end
+
+
+# Candidates are found with extensions blanked out (the patterns end at a word boundary that
+# "x042" would break); the extension is added back to the span of a number found before it.
+_PHONE_EXT_MASK = re.compile(r"(?<=\d)(?: ?(?:x|ext\.?) ?\d{1,6})(?![\w\-])", re.IGNORECASE)
+
+
+def _blank(m: re.Match[str]) -> str:
+    return " " * len(m.group())
 
 
 def _find_national_ids(text: str, rules: Sequence[NationalIdRule]) -> Iterable[tuple[int, int]]:
