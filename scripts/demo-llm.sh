@@ -16,6 +16,8 @@ source scripts/demo-setup.sh
 trap demo_cleanup EXIT
 
 demo_site demo-llm
+echo "[demo-llm] trainer runtime: a root-owned copy uid 10001 can run (built once, cached)"
+demo_trainer_runtime  # sets POLICY (dev) and ST_TRAINER_PYTHON
 "$ST" workspace open >/dev/null
 
 [[ -f "$DEMO/src/model/config.json" ]] || "$ST" dev tiny-llm "$DEMO/src/model" >/dev/null
@@ -26,7 +28,6 @@ echo "[demo-llm] data import-text: PII redacted, duplicates dropped, counts only
 "$ST" data import-text "$DEMO/src/data/chat.jsonl" --name notes --workspace "$ST_MOUNTPOINT"
 "$ST" workspace close >/dev/null
 
-demo_policy  # sets POLICY
 # The config: LLaMA-Factory keys, paths relative to the workspace; `run` picks output_dir.
 cat > "$DEMO/site/llm.yaml" <<YAML
 model_name_or_path: models/tiny-llm

@@ -2,7 +2,8 @@
 # Expects ST (the CLI) and DEMO (the demo's folder). `demo_site TAG` makes a fresh site: a local
 # OpenBao dev server (127.0.0.1, AppRole + KV v2), the ST_* workspace env, `keys init` (a random
 # passphrase in Vault KV v2 and a gocryptfs cipher dir). `demo_cleanup` closes the workspace and
-# stops that server; callers run it from their EXIT trap. `demo_policy` sets POLICY (below).
+# stops that server; callers run it from their EXIT trap. `demo_trainer_runtime` (below) sets
+# POLICY and the trainer's interpreter.
 VAULT_DIR="$DEMO/site/vault"
 
 demo_cleanup() {
@@ -20,13 +21,12 @@ demo_site() {
   "$ST" keys init >/dev/null
 }
 
-# The venv of a native checkout lives where the unprivileged uid may not reach it (e.g. /root):
-# then the demo trains as the invoking user, under a site profile that only warns about it.
-demo_policy() {
+# The trainer's interpreter: the checkout's venv usually lives where the training uid (10001)
+# cannot reach it (e.g. under /root), so the child runs from a root-owned read-only runtime
+# (scripts/trainer-runtime.sh, cached; `run` checks it) and the demo keeps the shipped `dev`
+# profile: the trainer drops to uid 10001. Sets POLICY and exports ST_TRAINER_PYTHON.
+demo_trainer_runtime() {
   POLICY=dev
-  if ! "${ST%/secure-trainer}/python" -c 'import sys; from pathlib import Path; from entrypoint.run.trainer_child import usable_by; sys.exit(0 if usable_by(Path(sys.executable), 10001) else 1)'; then
-    export ST_TRAIN_UID=none
-    POLICY="$DEMO/site/native-dev.yaml"
-    printf 'name: native-dev\ndescription: native demo, venv not reachable by the training uid\nextends: dev\noverride:\n  - id: process.non_root\n    action: warn\n' > "$POLICY"
-  fi
+  ST_TRAINER_PYTHON="$(bash scripts/trainer-runtime.sh)"
+  export ST_TRAINER_PYTHON
 }

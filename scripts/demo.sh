@@ -12,6 +12,8 @@ export HF_HUB_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 DO_NOT_TRACK=1
 source scripts/demo-setup.sh
 trap demo_cleanup EXIT
 demo_site demo
+echo "[demo] trainer runtime: a root-owned copy uid 10001 can run (built once, cached)"
+demo_trainer_runtime  # sets POLICY (dev) and ST_TRAINER_PYTHON
 
 [[ -d "$DEMO/src/model/diffusers" ]] || "$ST" dev tiny-model "$DEMO/src/model" >/dev/null
 [[ -d "$DEMO/src/data/10_subject" ]] || "$ST" dev dataset "$DEMO/src/data" >/dev/null
@@ -27,7 +29,6 @@ cp -r "$DEMO/src/model/diffusers" "$ST_MOUNTPOINT/models/tiny"
 "$ST" data import "$DEMO/src/holdout" --name demo-holdout --workspace "$ST_MOUNTPOINT" >/dev/null
 "$ST" workspace close >/dev/null
 
-demo_policy  # sets POLICY
 
 echo "[demo] run: policy → Vault → key → mount → audit → train → seal → unmount → wipe"
 "$ST" run --policy "$POLICY" --pretrained_model_name_or_path models/tiny \

@@ -39,9 +39,10 @@ from entrypoint.run.containment import kill_training_processes
 from entrypoint.run.marker import clear_run_marker, write_run_marker
 from entrypoint.run.outputs import RunOutputs
 from entrypoint.run.recovery import StaleRun, recover_stale_run, wipe_stale_tmp
+from entrypoint.run.runtime import trainer_python
 from entrypoint.run.seal import Governance, register_sealed_run, retention_from_env
 from entrypoint.run.signals import deferred_signals
-from entrypoint.run.trainer_child import TrainerSpawner, run_trainer
+from entrypoint.run.trainer_child import TrainerLauncher, TrainerSpawner
 from entrypoint.run.wipe import default_targets, wipe
 from entrypoint.vault.client import VaultClient
 from entrypoint.workspace.gocryptfs import Gocryptfs, Workspace
@@ -88,12 +89,15 @@ class RunSettings:
     """ST_LOG_LEVEL: the log level the policy judges (the same variable `policy check` reads)."""
     trainer: str = "kohya"
     """`kohya` (`train`, image LoRA) or `llm` (`train-llm`: CONFIG.yaml, then --key value)."""
+    trainer_python: Path = field(default_factory=lambda: Path(sys.executable))
+    """ST_TRAINER_PYTHON: the child's interpreter; checked (root-owned, reachable) before a
+    dropped child starts (`entrypoint/run/runtime.py`)."""
 
     @classmethod
     def from_env(cls, env: dict[str, str], *, policy: str, train_args: list[str],
                  vault_files: tuple[Path, ...] = (), trainer: str = "kohya") -> RunSettings:
-        """Read ST_CIPHER_DIR, ST_MOUNTPOINT, ST_STATE_DIR, ST_TRAIN_UID/GID, ST_AUDIT_MODE
-        (kernel|host|app, default app; the same variable `policy check` reads).
+        """Read ST_CIPHER_DIR, ST_MOUNTPOINT, ST_STATE_DIR, ST_TRAIN_UID/GID, ST_TRAINER_PYTHON,
+        ST_AUDIT_MODE (kernel|host|app, default app; the same variable `policy check` reads).
 
         Raises ConfigError.
         """
@@ -120,7 +124,8 @@ class RunSettings:
                    owner=env.get("ST_OWNER", "unspecified"),
                    purpose=env.get("ST_PURPOSE", "unspecified"),
                    legal_basis=env.get("ST_LEGAL_BASIS", "unspecified"),
-                   retention_days=retention_from_env(env), trainer=trainer)
+                   retention_days=retention_from_env(env), trainer=trainer,
+                   trainer_python=trainer_python(env))
 
 
 def _program() -> Path | None:
@@ -141,9 +146,11 @@ class Lifecycle:
 
     def __init__(self, settings: RunSettings, *, vault: VaultClient, gocryptfs: Gocryptfs,
                  auditctl: Auditctl, echo: Callable[[str], None],
-                 trainer: TrainerSpawner = run_trainer) -> None:
+                 trainer: TrainerSpawner | None = None) -> None:
         self._s = settings
-        self._trainer = trainer  # the training child's launcher (tests inject a hostile one)
+        # The training child's launcher (tests inject a hostile one); by default the real
+        # trainer on the configured interpreter.
+        self._trainer = trainer or TrainerLauncher(settings.trainer_python)
         self._vault = vault
         self._fs = gocryptfs
         self._echo = echo

@@ -1,7 +1,8 @@
 """The training child of `run`: minimal env, privilege drop, parent-death signal, redacted output.
 
 `run_trainer(...)` starts `python -I -m entrypoint.cli train ...` (or `train-llm ...`) inside the workspace and streams
-its redacted output; `child_preexec(ids)` is the fork-side setup (drop, then PR_SET_PDEATHSIG),
+its redacted output, with the interpreter `TrainerLauncher` names (ST_TRAINER_PYTHON, checked
+by `entrypoint/run/runtime.py` before a dropped child starts); `child_preexec(ids)` is the fork-side setup (drop, then PR_SET_PDEATHSIG),
 prepared before the fork so the child makes system calls only (no dlopen while threads run).
 `-I` keeps the workspace (the cwd, which the trainer can write) and PYTHON* variables off
 `sys.path`, so a planted `entrypoint/` or `torch/` folder there is never imported.
@@ -18,16 +19,18 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from entrypoint.errors import ConfigError
 from entrypoint.redact import Redactor
 from entrypoint.run.privileges import PreparedDrop
+from entrypoint.run.runtime import check_trainer_python
 from entrypoint.run.signals import deferred_signals
 
-__all__ = ["CACHE_VARS", "TRAINER_COMMANDS", "TrainerSpawner", "child_preexec", "run_trainer", "trainer_argv",
-           "trainer_env", "usable_by"]
+__all__ = ["CACHE_VARS", "TRAINER_COMMANDS", "TrainerLauncher", "TrainerSpawner", "child_preexec",
+           "run_trainer", "trainer_argv", "trainer_env", "usable_by"]
 
 # coupling: entrypoint/run/wipe.py CACHE_ENV_VARS (what a wipe looks for).
 CACHE_VARS = ("TMPDIR", "HF_HOME", "TORCH_HOME", "XDG_CACHE_HOME", "TRITON_CACHE_DIR",
@@ -63,12 +66,12 @@ def usable_by(path: Path, uid: int) -> bool:
 TRAINER_COMMANDS = ("train", "train-llm")
 
 
-def trainer_argv(args: list[str], command: str = "train") -> list[str]:
-    """The child's argv: this interpreter, isolated (`-I`: no cwd, PYTHON* env or user site on
-    sys.path), running `entrypoint.cli COMMAND ARGS` (`train` or `train-llm`)."""
+def trainer_argv(args: list[str], command: str = "train", python: Path | None = None) -> list[str]:
+    """The child's argv: `python` (default: this interpreter), isolated (`-I`: no cwd, PYTHON*
+    env or user site on sys.path), running `entrypoint.cli COMMAND ARGS` (`train`/`train-llm`)."""
     if command not in TRAINER_COMMANDS:
         raise ConfigError("unknown trainer command")
-    return [sys.executable, "-I", "-m", "entrypoint.cli", command, *args]
+    return [str(python or sys.executable), "-I", "-m", "entrypoint.cli", command, *args]
 
 
 def trainer_env(tmp: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -109,19 +112,36 @@ def child_preexec(ids: tuple[int, int] | None) -> Callable[[], None]:
     return _setup
 
 
+@dataclass(frozen=True)
+class TrainerLauncher:
+    """The production `TrainerSpawner`: `run_trainer` with the configured interpreter."""
+
+    python: Path
+    """ST_TRAINER_PYTHON, else the supervisor's interpreter (`runtime.trainer_python`)."""
+
+    def __call__(self, args: list[str], *, cwd: Path, tmp: Path, ids: tuple[int, int] | None,
+                 extra_env: dict[str, str], redact: list[str],
+                 echo: Callable[[str], None], command: str = "train") -> int:
+        """`run_trainer` with `python` as the child's interpreter."""
+        return run_trainer(args, cwd=cwd, tmp=tmp, ids=ids, extra_env=extra_env, redact=redact,
+                           echo=echo, command=command, python=self.python)
+
+
 def run_trainer(args: list[str], *, cwd: Path, tmp: Path, ids: tuple[int, int] | None,
                 extra_env: dict[str, str], redact: list[str],
-                echo: Callable[[str], None], command: str = "train") -> int:
-    """Run `secure-trainer COMMAND ARGS` (`train` or `train-llm`) in `cwd`, echo its redacted output, return its exit code.
+                echo: Callable[[str], None], command: str = "train",
+                python: Path | None = None) -> int:
+    """Run `secure-trainer COMMAND ARGS` (`train` or `train-llm`) in `cwd` with `python`
+    (default: this interpreter), echo its redacted output, return its exit code.
 
     On any exception (SIGTERM → `Interrupted` included) the child gets SIGTERM, then SIGKILL
     after a grace period, and is reaped before the exception propagates, so teardown never
-    races a live trainer. Raises ConfigError when the interpreter is unreachable for `ids`.
+    races a live trainer. Raises ConfigError when `ids` are given and the interpreter is
+    unreachable for them or could be changed by anyone but root (`runtime.runtime_problem`).
     """
-    if ids and not usable_by(Path(sys.executable), ids[0]):
-        raise ConfigError("the Python interpreter is not reachable by the training user; "
-                          "install under /opt or /usr (the image does), or set "
-                          "ST_TRAIN_UID=none for a native dev run")
+    python = python or Path(sys.executable)
+    if ids:
+        check_trainer_python(python, ids[0])
     redactor = Redactor()
     for value in redact:
         redactor.register(value)
@@ -129,7 +149,7 @@ def run_trainer(args: list[str], *, cwd: Path, tmp: Path, ids: tuple[int, int] |
     try:
         with deferred_signals():  # a signal between fork and assignment must not lose the pid
             proc = subprocess.Popen(
-                trainer_argv(args, command), cwd=cwd,
+                trainer_argv(args, command, python), cwd=cwd,
                 env=trainer_env(tmp, extra_env), stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                 # The hook only calls prctl/set*id (no locks taken in Python code); the Vault
