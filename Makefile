@@ -8,7 +8,7 @@ REVISION := $(shell git rev-parse --short HEAD 2>/dev/null || echo dev)
 IMAGE ?= secure-trainer
 PYTEST_ARGS ?=
 
-.PHONY: help install system-deps test test-unit test-integration test-container demo demo-llm bench llm-evidence \
+.PHONY: help install system-deps test test-unit test-integration test-container demo demo-llm trainer-runtime bench llm-evidence \
         base wheelhouse build build-cpu scan docker-demo clean gpu-check
 
 help:
@@ -38,6 +38,14 @@ test: system-deps install ## run the whole test suite
 
 test-unit: install
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
+# The training child's interpreter natively: a root-owned read-only copy of the venv plus a
+# non-editable install of this checkout that uid 10001 can run (ST_TRAINER_PYTHON; the demos
+# build it themselves). Cached: redone when the lock, the package set or the sources change.
+TRAINER_RUNTIME ?= /opt/secure-trainer/runtime
+
+trainer-runtime: install ## read-only runtime for the unprivileged trainer under $(TRAINER_RUNTIME) (root)
+	ST_RUNTIME=$(TRAINER_RUNTIME) DEV_LOCK=$(DEV_LOCK) VENV=$(VENV) bash scripts/trainer-runtime.sh
 
 demo: system-deps install ## run the main job end to end on embedded defaults
 	bash scripts/demo.sh
