@@ -38,6 +38,9 @@ RUN python3 -m venv /opt/venv \
  && sp="$(/opt/venv/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" \
  && rm -rf "$sp/torch/test" "$sp/torch/include" "$sp/torch/share/cmake" \
  && find "$sp/torch/bin" -mindepth 1 ! -name torch_shm_manager -exec rm -rf {} +
+# The CenterFace face model (scripts/fetch-face-model.sh, by pinned hash; the code checks the
+# hash again at every load: secure_trainer/privacy/face_model.py).
+COPY .wheelhouse/models/centerface.onnx /opt/venv/share/secure-trainer/models/centerface.onnx
 # Source after dependencies: a code change does not re-install torch.
 COPY pyproject.toml /build/src/
 COPY entrypoint/ /build/src/entrypoint/
@@ -92,7 +95,8 @@ ENV PATH=/opt/venv/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     DO_NOT_TRACK=1
 # Sanity check: the console script starts and the heavy imports resolve in this runtime.
 RUN secure-trainer --version \
- && python -c "import torch, diffusers, peft, hvac, cv2, celpy; print('torch', torch.__version__)"
+ && python -c "import torch, diffusers, peft, hvac, cv2, celpy; print('torch', torch.__version__)" \
+ && python -c "from secure_trainer.privacy.faces import FaceBlurrer; assert FaceBlurrer().detector == 'centerface'"
 # Labels last: the revision and date change on every build and must not invalidate the
 # cached apt and venv layers above.
 ARG VERSION=0.1.0

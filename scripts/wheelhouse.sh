@@ -25,4 +25,6 @@ rm -rf "$stage"
 mkdir -p "$stage"
 # Hard links when the cache shares the filesystem (instant), copies otherwise.
 cp -al "$house"/*.whl "$stage"/ 2>/dev/null || cp "$house"/*.whl "$stage"/
+# The face detector's model for the image (Dockerfile copies it), by pinned hash, cached.
+PYTHON="$PYTHON" bash scripts/fetch-face-model.sh .wheelhouse/models
 echo "[wheelhouse] $(ls "$stage" | wc -l) wheels, $(du -sh "$stage" | cut -f1) at $stage (lock $key)" >&2

@@ -24,7 +24,7 @@ from entrypoint.decode.isolated import IsolatedDecoder
 from secure_trainer.devtools.synthetic_dataset import make_dataset
 from secure_trainer.privacy.pseudonym import Pseudonymizer
 from secure_trainer.privacy.sanitize import SanitizeOptions, SanitizeReport, sanitize_tree
-from tests.unit.secure_trainer.privacy.test_sanitize_faces import drawn_face_scene
+from tests.unit.secure_trainer.privacy.test_sanitize_faces import real_face_photo
 from tests.unit.secure_trainer.privacy.test_sanitize_samples import make_full_jpeg
 
 pytestmark = [pytest.mark.integration, pytest.mark.root]
@@ -77,10 +77,11 @@ def test_isolated_decoder_gives_identical_results(src: Path, tmp_path: Path) -> 
 
 
 def test_face_blur_runs_in_the_dropped_decoder(tmp_path: Path) -> None:
-    """OpenCV in the forked, dropped child: the drawn face is found and blurred."""
+    """CenterFace (OpenCV DNN, model loaded before the fork) in the forked, dropped child:
+    the real face is found and blurred, as in-process."""
     sub = tmp_path / "src" / "3_people"
     sub.mkdir(parents=True)
-    drawn_face_scene().save(sub / "portrait.jpg", quality=95)
+    real_face_photo().save(sub / "portrait.jpg", quality=95)
     options = SanitizeOptions(blur_faces=True)
     with IsolatedDecoder(TRAIN_IDS) as decoder:
         decoder.start(options.decode_request())
@@ -88,6 +89,9 @@ def test_face_blur_runs_in_the_dropped_decoder(tmp_path: Path) -> None:
                                pseudonymizer=Pseudonymizer(b"f" * 32), options=options,
                                decoder=decoder)
     assert report.faces_blurred == 1 and not report.rejected
+    sanitize_tree(tmp_path / "src", tmp_path / "in-process",
+                  pseudonymizer=Pseudonymizer(b"f" * 32), options=options)
+    assert _tree(tmp_path / "dst") == _tree(tmp_path / "in-process")
 
 
 def _children(pid: int) -> list[int]:

@@ -1,4 +1,5 @@
-"""Face blurring with OpenCV's bundled Haar cascade, on a drawn face the cascade really detects."""
+"""Face blurring: CenterFace (the default) on a real photo (scikit-image's astronaut), the Haar
+fallback on a drawn face the cascade really detects, and the hash-pinned model loading."""
 
 from __future__ import annotations
 
@@ -6,11 +7,23 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 from PIL import Image
+from skimage import data as skdata
 
-from secure_trainer.privacy.faces import FaceBlurrer
+from secure_trainer.privacy.face_model import (
+    CENTERFACE_FILE,
+    FaceModelRefused,
+    centerface_bytes,
+)
+from secure_trainer.privacy.faces import FaceBlurrer, HaarDetector, default_detector
 from secure_trainer.privacy.pseudonym import Pseudonymizer
 from secure_trainer.privacy.sanitize import SanitizeOptions, sanitize_tree
+
+
+def real_face_photo() -> Image.Image:
+    """scikit-image's astronaut (Eileen Collins, NASA, public domain): one real face."""
+    return Image.fromarray(skdata.astronaut())
 
 
 def drawn_face_scene() -> Image.Image:
@@ -36,18 +49,27 @@ def drawn_face_scene() -> Image.Image:
     return Image.fromarray(img)
 
 
-def test_detector_really_fires_on_the_drawn_face() -> None:
-    """The fixture is meaningful: the cascade finds exactly one face on the left half."""
-    boxes = FaceBlurrer().detect(drawn_face_scene())
-    assert len(boxes) == 1
-    assert boxes[0].right <= 400
+def test_default_detector_is_centerface() -> None:
+    """`make install` put the pinned model in the cache, so the default is CenterFace."""
+    assert FaceBlurrer().detector == "centerface"
 
 
-def test_face_region_changes_rest_does_not() -> None:
+def test_detectors_really_fire_on_their_fixtures() -> None:
+    """The fixtures are meaningful: CenterFace finds the astronaut's face where it is (upper
+    middle of the photo), Haar finds the drawn face on the left half."""
+    (box,) = FaceBlurrer().detect(real_face_photo())
+    assert 150 <= box.left <= 200 and 260 <= box.right <= 300
+    assert box.top < 80 and box.bottom > 180
+    (drawn,) = FaceBlurrer(HaarDetector()).detect(drawn_face_scene())
+    assert drawn.right <= 400
+
+
+@pytest.mark.parametrize("haar", [False, True], ids=["centerface", "haar"])
+def test_face_region_changes_rest_does_not(haar: bool) -> None:
     """Inside the face box the pixels change a lot; outside, not one pixel changes; the
     blurred face is no longer detected."""
-    scene = drawn_face_scene()
-    blurrer = FaceBlurrer()
+    scene = drawn_face_scene() if haar else real_face_photo()
+    blurrer = FaceBlurrer(HaarDetector()) if haar else FaceBlurrer()
     (box,) = blurrer.detect(scene)
     out, count = blurrer.blur(scene)
     assert count == 1
@@ -71,10 +93,40 @@ def test_sanitize_blur_faces_flag(tmp_path: Path) -> None:
     """`blur_faces` in the pipeline reports the count and writes a face-free image."""
     sub = tmp_path / "src" / "3_people"
     sub.mkdir(parents=True)
-    drawn_face_scene().save(sub / "portrait.jpg", quality=95)
+    real_face_photo().save(sub / "portrait.jpg", quality=95)
     report = sanitize_tree(tmp_path / "src", tmp_path / "dst",
                            pseudonymizer=Pseudonymizer(b"f" * 32),
                            options=SanitizeOptions(blur_faces=True))
     assert report.faces_blurred == 1
     with Image.open(tmp_path / "dst" / report.files[0].rel_path) as im:
         assert FaceBlurrer().detect(im.convert("RGB")) == []
+
+
+def test_model_with_another_hash_is_refused(tmp_path: Path) -> None:
+    """A model file that is not byte for byte the pinned one is refused (exit 2), never
+    loaded and never silently replaced by Haar."""
+    real = centerface_bytes()
+    assert real is not None
+    tampered = bytearray(real)
+    tampered[len(tampered) // 2] ^= 1  # one bit
+    (tmp_path / CENTERFACE_FILE).write_bytes(bytes(tampered))
+    env = {"ST_FACE_MODEL_DIR": str(tmp_path)}
+    with pytest.raises(FaceModelRefused) as err:
+        centerface_bytes(env)
+    assert err.value.exit_code == 2 and str(tmp_path) not in str(err.value)
+    (tmp_path / CENTERFACE_FILE).unlink()
+    (tmp_path / CENTERFACE_FILE).symlink_to(tmp_path / "elsewhere.onnx")
+    with pytest.raises(FaceModelRefused):
+        centerface_bytes(env)  # a link is not followed
+
+
+def test_model_found_by_env_and_absent_means_haar(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """ST_FACE_MODEL_DIR is searched first; with no model anywhere the fallback is Haar."""
+    real = centerface_bytes()
+    assert real is not None
+    (tmp_path / CENTERFACE_FILE).write_bytes(real)
+    assert centerface_bytes({"ST_FACE_MODEL_DIR": str(tmp_path)}) == real
+    monkeypatch.setattr("sys.prefix", str(tmp_path / "no-venv"))
+    monkeypatch.setenv("ST_FACE_MODEL_DIR", str(tmp_path / "empty"))
+    assert default_detector().name == "haar"
