@@ -30,8 +30,8 @@ def main() -> int:
     if model is None:
         print("no face model: run `make install` (scripts/fetch-face-model.sh)", file=sys.stderr)
         return 2
-    detectors = {"centerface@0.2": FaceBlurrer(CenterFaceDetector(model, threshold=0.2)),
-                 "centerface": FaceBlurrer(CenterFaceDetector(model)),
+    detectors = {"centerface (default, 0.2)": FaceBlurrer(CenterFaceDetector(model)),
+                 "centerface@0.35": FaceBlurrer(CenterFaceDetector(model, threshold=0.35)),
                  "haar": FaceBlurrer(HaarDetector())}
     sets = {f"lfw {size}px rot±{angle}": fs.scenes(size, angle)
             for size, angle in ((24, 0), (32, 0), (64, 0), (128, 0), (64, 15), (64, 30),
