@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# `make scan`: hadolint + checkov (Dockerfile), bandit (our Python), a CycloneDX SBOM of the
-# image's venv, our own image inspection (scripts/inspect_image.py) and offline vulnerability
-# matching (supply/osv_scan.py) of the lock, the image's venv and its Debian packages against a
+# `make scan`: hadolint + checkov (Dockerfile), bandit (our Python), the check of the image's
+# attached whole-image CycloneDX SBOM (label digest, layers, dpkg + venv contents), our own
+# image inspection (scripts/inspect_image.py) and offline vulnerability matching
+# (supply/osv_scan.py) of the lock, the image's venv and its Debian packages against a
 # local OSV advisory directory (SCAN_OSV_DIR), with triage in supply/osv-allowlist.toml.
 # The tools live in their own venv (.venv-scan, gitignored) so their pins never meet ours.
 # One summary table at the end; exit 1 on any FAIL. Without SCAN_OSV_DIR (or with an empty
@@ -44,15 +45,18 @@ row() {  # row TOOL STATUS DETAIL
   if [[ "$2" == FAIL || ( "$2" == SKIP && "$STRICT" == 1 ) ]]; then failed=1; fi
 }
 
+# SCAN_SKIP_LINT=1: the image checks only (4-6), for tests that scan derived images.
+if [[ "${SCAN_SKIP_LINT:-0}" != 1 ]]; then
 # 1. hadolint: Dockerfile lint (errors and warnings fail; rule ignores are inline, with reasons).
-if "$B/hadolint" --failure-threshold warning Dockerfile >"$OUT/hadolint.txt" 2>&1; then
-  row hadolint ok "Dockerfile clean"
+if "$B/hadolint" --failure-threshold warning Dockerfile supply/sbom.Dockerfile >"$OUT/hadolint.txt" 2>&1; then
+  row hadolint ok "Dockerfile, supply/sbom.Dockerfile clean"
 else
   row hadolint FAIL "$(wc -l <"$OUT/hadolint.txt") issue(s), see $OUT/hadolint.txt"
 fi
 
 # 2. checkov: Dockerfile policy checks.
-"$B/checkov" --quiet --compact --skip-download --framework dockerfile -f Dockerfile --output cli \
+"$B/checkov" --quiet --compact --skip-download --framework dockerfile -f Dockerfile \
+  -f supply/sbom.Dockerfile --output cli \
   >"$OUT/checkov.txt" 2>&1
 rc=$?
 if [[ $rc -eq 0 ]]; then
@@ -81,11 +85,29 @@ if [[ "$fresh" == 0 ]]; then
 else
   row bandit FAIL "${fresh} untriaged issue(s), see $OUT/bandit-untriaged.txt"
 fi
+fi  # SCAN_SKIP_LINT
 
-# 4. SBOM of the image's venv: the distributions installed in /opt/venv, as CycloneDX JSON.
+# 4. SBOM: the whole-image CycloneDX SBOM that scripts/sbom.sh attached at build time (file
+# + label digest). It must hash to its label, describe the image right below the scanned one
+# (same layers plus the SBOM's), and list exactly the image's dpkg packages and venv
+# distributions with their versions (supply/sbom.py check).
+image_files() {  # copy the image's dpkg status, os-release and SBOM out of a never-started container
+  local cid rc sbom_path
+  cid=$(docker create --network none "$SCAN_IMAGE" 2>/dev/null) || return 1
+  mkdir -p "$OUT/image"
+  rm -f "$OUT/image/sbom.cdx.json"
+  docker cp -L "$cid:/var/lib/dpkg/status" "$OUT/image/dpkg-status" >/dev/null 2>&1 \
+    && docker cp -L "$cid:/etc/os-release" "$OUT/image/os-release" >/dev/null 2>&1
+  rc=$?
+  sbom_path=$(docker image inspect -f '{{index .Config.Labels "io.secure-trainer.sbom.path"}}' "$SCAN_IMAGE")
+  [[ -n "$sbom_path" ]] && docker cp "$cid:$sbom_path" "$OUT/image/sbom.cdx.json" >/dev/null 2>&1
+  docker rm "$cid" >/dev/null 2>&1
+  return $rc
+}
+have_files=0
 if docker image inspect "$SCAN_IMAGE" >/dev/null 2>&1; then
   # The venv's own interpreter lists what is installed under /opt/venv (no network, not started
-  # as a service); cyclonedx-py turns the pinned list into the SBOM.
+  # as a service).
   docker run --rm -i --network none --entrypoint /opt/venv/bin/python "$SCAN_IMAGE" - \
     >"$OUT/venv-freeze.txt" 2>"$OUT/sbom.err" <<'PY'
 import importlib.metadata as md
@@ -94,11 +116,28 @@ venv = [p for p in sys.path if p.startswith("/opt/venv")]
 names = sorted({f"{d.metadata['Name']}=={d.version}" for d in md.distributions(path=venv)})
 print("\n".join(names))
 PY
-  if [[ -s "$OUT/venv-freeze.txt" ]] && "$B/cyclonedx-py" requirements "$OUT/venv-freeze.txt" \
-       --of JSON -o "$OUT/sbom.cdx.json" >>"$OUT/sbom.err" 2>&1; then
-    row sbom ok "$(wc -l <"$OUT/venv-freeze.txt") components -> $OUT/sbom.cdx.json"
+  image_files && have_files=1
+  label() { docker image inspect -f "{{index .Config.Labels \"io.secure-trainer.sbom.$1\"}}" "$SCAN_IMAGE"; }
+  described=$(label image)
+  if [[ $have_files == 1 && -s "$OUT/image/sbom.cdx.json" && -s "$OUT/venv-freeze.txt" ]]; then
+    sbom_args=(--sbom "$OUT/image/sbom.cdx.json" --label-sha256 "$(label sha256)"
+               --image-id "$described" --dpkg-status "$OUT/image/dpkg-status"
+               --venv-freeze "$OUT/venv-freeze.txt")
+    # The described image is usually still here (built on this host); then its layers must be
+    # exactly the scanned image's minus the SBOM layer.
+    if docker image inspect "$described" >/dev/null 2>&1; then
+      docker image inspect -f '{{json .RootFS.Layers}}' "$described" >"$OUT/layers-described.json"
+      docker image inspect -f '{{json .RootFS.Layers}}' "$SCAN_IMAGE" >"$OUT/layers-image.json"
+      sbom_args+=(--layers "$OUT/layers-described.json" "$OUT/layers-image.json")
+    fi
+    cp "$OUT/image/sbom.cdx.json" "$OUT/sbom.cdx.json"
+    if "$B/python" -m supply.sbom check "${sbom_args[@]}" >"$OUT/sbom.txt" 2>&1; then
+      row sbom ok "$(tail -1 "$OUT/sbom.txt") -> $OUT/sbom.cdx.json"
+    else
+      row sbom FAIL "$(tail -1 "$OUT/sbom.txt"), see $OUT/sbom.txt"
+    fi
   else
-    row sbom FAIL "could not build the SBOM, see $OUT/sbom.err"
+    row sbom FAIL "no SBOM in $SCAN_IMAGE (label io.secure-trainer.sbom.path; build with scripts/build.sh)"
   fi
   # 5. our inspection of the built image.
   if python3 scripts/inspect_image.py "$SCAN_IMAGE" --json "$OUT/inspect.json" >"$OUT/inspect.txt" 2>&1; then
@@ -114,16 +153,6 @@ fi
 # 6. osv: known vulnerabilities, offline, from a local OSV directory (OSV JSON or the PyPA
 # advisory database's YAML). Python from the lock and the image's venv (PEP 440 ranges);
 # Debian from the image's dpkg status, by source package and release (dpkg version order).
-image_files() {  # copy the image's dpkg status and os-release out of a never-started container
-  local cid rc
-  cid=$(docker create --network none "$SCAN_IMAGE" 2>/dev/null) || return 1
-  mkdir -p "$OUT/image"
-  docker cp -L "$cid:/var/lib/dpkg/status" "$OUT/image/dpkg-status" >/dev/null 2>&1 \
-    && docker cp -L "$cid:/etc/os-release" "$OUT/image/os-release" >/dev/null 2>&1
-  rc=$?
-  docker rm "$cid" >/dev/null 2>&1
-  return $rc
-}
 rm -f "$OUT/osv.txt" "$OUT/osv.json"
 if [[ -z "$OSV_DIR" ]]; then
   row osv SKIP "no vulnerability data: set SCAN_OSV_DIR to a local OSV advisory directory (SCAN_STRICT=1 fails)"
@@ -131,7 +160,7 @@ else
   osv_args=(--osv-dir "$OSV_DIR" --lock "$LOCK" --allow "$OSV_ALLOW" --json "$OUT/osv.json")
   scope="lock"
   [[ -s "$OUT/venv-freeze.txt" ]] && { osv_args+=(--lock "$OUT/venv-freeze.txt"); scope+=" + image venv"; }
-  if docker image inspect "$SCAN_IMAGE" >/dev/null 2>&1 && image_files; then
+  if [[ $have_files == 1 ]]; then
     # Parsed, never sourced: the file comes from the image.
     release=$(sed -n 's/^VERSION_ID="\{0,1\}\([0-9][0-9]*\)"\{0,1\}$/\1/p' "$OUT/image/os-release")
     if [[ -n "$release" ]]; then
@@ -158,7 +187,7 @@ echo
 echo "scan of $SCAN_IMAGE (reports in $OUT)"
 printf '%-10s %-6s %s\n' TOOL STATUS DETAIL
 printf '%s\n' "${ROWS[@]}"
-for f in "$OUT/hadolint.txt" "$OUT/inspect.txt" "$OUT/osv.txt"; do
-  grep -q . "$f" 2>/dev/null && grep -qE "DL[0-9]|SC[0-9]|FINDING|EXPIRED" "$f" && { echo; echo "--- $f"; cat "$f"; }
+for f in "$OUT/hadolint.txt" "$OUT/inspect.txt" "$OUT/osv.txt" "$OUT/sbom.txt"; do
+  grep -q . "$f" 2>/dev/null && grep -qE "DL[0-9]|SC[0-9]|FINDING|EXPIRED|MISMATCH" "$f" && { echo; echo "--- $f"; cat "$f"; }
 done
 exit $failed
