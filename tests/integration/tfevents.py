@@ -16,7 +16,7 @@ from tensorboardX.proto.event_pb2 import Event
 
 def _masked(data: bytes) -> int:
     """TFRecord's masked CRC-32C."""
-    crc = crc32c(data)
+    crc = int(crc32c(data))
     return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
 
