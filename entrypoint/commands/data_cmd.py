@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 DATASETS_DIR = "datasets"
 REGISTRY_FILE = "registry.sqlite"
 SUBJECTS_FILE = "subjects.csv"
+IMPORT_REPORT = "import-report.json"  # coupling: entrypoint/policy/gatherers/dataset.py
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _RES_RE = re.compile(r"^(\d{1,5})(?:x(\d{1,5}))?$")
 _IMPORT_SRC = typer.Argument(..., help="Plaintext Kohya dataset folder (read only).")
@@ -158,6 +159,20 @@ def _print_report(summary: dict[str, object], as_json: bool) -> None:
             typer.echo(f"{key}: {value}")
 
 
+def _write_face_report(dest: Path, options: SanitizeOptions, report: SanitizeReport,
+                       people: bool) -> None:
+    """`import-report.json` beside the subsets: how faces were handled, counts only, for the
+    policy's dataset facts (entrypoint/policy/gatherers/dataset.py). `people`: --people, or
+    subjects were recorded (DICOM patients, subjects.csv)."""
+    from secure_trainer.privacy.face_model import detector_name
+
+    data = {"people": people, "blur_faces": options.blur_faces,
+            "face_detector": detector_name() if options.blur_faces else None,
+            "faces_blurred": report.faces_blurred}
+    if dest.is_dir():
+        atomic_write(dest / IMPORT_REPORT, json.dumps(data, sort_keys=True).encode())
+
+
 def _finish(report: SanitizeReport, fail_on_reject: bool) -> None:
     rejected = sum(report.rejected.values())
     if not report.files and rejected:
@@ -171,7 +186,7 @@ def register(root: typer.Typer, groups: CommandGroups) -> None:
     del root
     fmt_o = typer.Option("png", "--format", help="Output encoding: png or webp (lossless).")
     res_o = typer.Option(None, "--resolution", help="Resize to cover and centre-crop: N or WxH.")
-    blur_o = typer.Option(False, "--blur-faces", help="Blur faces found by OpenCV's Haar cascade.")
+    blur_o = typer.Option(False, "--blur-faces", help="Blur faces (CenterFace; OpenCV's Haar cascades only without the model file).")
     pii_o = typer.Option("redact", "--pii", help="Caption PII: report, redact or reject.")
     deny_file_o = typer.Option(None, "--deny-list", help="File of deny-listed terms, one a line.")
     deny_o = typer.Option([], "--deny", help="A deny-listed term (repeatable).")
@@ -204,6 +219,8 @@ def register(root: typer.Typer, groups: CommandGroups) -> None:
         retention_days: int | None = typer.Option(
             None, "--retention-days", help="Days until `registry expire` deletes the dataset "
             "(default: ST_RETENTION_DAYS; none: no expiry)."),
+        people: bool = typer.Option(False, "--people", help="Mark the dataset as showing people "
+                                    "(policy: dataset.people_faces_blurred)."),
     ) -> None:
         """Sanitize SRC into the workspace's datasets/NAME and record it in the registry."""
         from entrypoint.run.seal import retention_days_option
@@ -221,14 +238,14 @@ def register(root: typer.Typer, groups: CommandGroups) -> None:
         decoder = _decoder(options)  # forked before the key is read
         try:
             _import(src, src_abs, ws, name, options, pseudonym_key_stdin, keep_folder_names,
-                    decoder, as_json, fail_on_reject, days)
+                    decoder, as_json, fail_on_reject, days, people)
         finally:
             decoder.close()
 
     def _import(src: Path, src_abs: Path, ws: Path, name: str | None,
                 options: SanitizeOptions, pseudonym_key_stdin: bool, keep_folder_names: bool,
                 decoder: IsolatedDecoder, as_json: bool, fail_on_reject: bool,
-                retention_days: int | None = None) -> None:
+                retention_days: int | None = None, people: bool = False) -> None:
         key = _read_key_stdin() if pseudonym_key_stdin else load_or_create_key(ws)
         try:
             if name is None:
@@ -256,6 +273,7 @@ def register(root: typer.Typer, groups: CommandGroups) -> None:
         summary = {"dataset": name, **report.summary(),
                    "subjects_recorded": sum(1 for f in report.files
                                             if f.subject or f.source_rel in subjects)}
+        _write_face_report(dest, options, report, people or bool(summary["subjects_recorded"]))
         _print_report(summary, as_json)
         _finish(report, fail_on_reject)
 

@@ -165,6 +165,10 @@ class DatasetFacts:
     subjects: int = 0  # distinct subject ids
     import_report: bool | None = None  # text: `data import-text` left its report beside it
     pii_mode: str | None = None  # text: the import's PII mode (redact | reject | report)
+    # From `data import`'s import-report.json beside the subsets (counts of imported datasets):
+    people_datasets: int = 0  # marked as showing people (--people, or subjects recorded)
+    people_not_blurred: int = 0  # of those, imported without --blur-faces
+    faces_haar_fallback: int = 0  # imported with --blur-faces on the Haar fallback (no model)
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from pathlib import Path
 from secure_trainer.errors import ConfigError
 
 __all__ = ["CENTERFACE_FILE", "CENTERFACE_SHA256", "FaceModelRefused", "centerface_bytes",
-           "model_dirs"]
+           "detector_name", "model_dirs"]
 
 CENTERFACE_FILE = "centerface.onnx"
 # coupling: scripts/fetch-face-model.sh pins the same digest (and the wheel's).
@@ -71,3 +71,12 @@ def centerface_bytes(env: Mapping[str, str] = os.environ,
                                    "delete it and run scripts/fetch-face-model.sh")
         return data
     return None
+
+
+def detector_name(env: Mapping[str, str] = os.environ) -> str:
+    """Which detector `--blur-faces` uses here: "centerface", or "haar" when no model file is
+    in the cache (reports and the policy fact `dataset.faces_haar_fallback` use it).
+
+    Raises FaceModelRefused like `centerface_bytes`.
+    """
+    return "centerface" if centerface_bytes(env) is not None else "haar"

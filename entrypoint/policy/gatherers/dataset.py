@@ -7,6 +7,7 @@ log or raise with a file name, a path, a caption or a metadata value.
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
 from collections.abc import Iterable
@@ -26,6 +27,27 @@ _MAX_CAPTION_BYTES = 1024 * 1024
 # SECURITY: an "extension" is part of a file name; only short plain ones become fact keys.
 _EXT_RE = re.compile(r"^\.[a-z0-9]{1,8}$")
 _META_KINDS = ("exif", "gps", "serial", "xmp", "iptc", "png_text", "comment")
+# coupling: entrypoint/commands/data_cmd.py IMPORT_REPORT, written beside the subset folders.
+IMPORT_REPORT = "import-report.json"
+
+
+def _face_counts(dataset_dirs: Iterable[Path]) -> Counter[str]:
+    """Per imported dataset (its import-report.json), how faces were handled: counts only.
+    A folder without a readable report (not imported by `data import`) counts nowhere."""
+    out: Counter[str] = Counter()
+    for folder in dataset_dirs:
+        try:
+            report = json.loads((folder / IMPORT_REPORT).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if not isinstance(report, dict):
+            continue
+        blurred = report.get("blur_faces") is True
+        if report.get("people") is True:
+            out["people"] += 1
+            out["people_not_blurred"] += not blurred
+        out["haar"] += blurred and report.get("face_detector") == "haar"
+    return out
 
 
 def _scan_strings(texts: Iterable[str], pii_by_type: Counter[str]) -> int:
@@ -66,12 +88,14 @@ def gather(ctx: PolicyContext) -> DatasetFacts:
     pii_by_type: Counter[str] = Counter({t.value: 0 for t in PiiType})  # every type, 0 if none
     subsets = missing = images = captions = unreadable = captions_pii = 0
     config_strings: list[str] = []
+    dataset_dirs: set[Path] = set()
     for dataset in ctx.train.datasets:
         for subset in dataset.subsets:
             subsets += 1
             config_strings += [s for s in (subset.class_tokens, subset.caption_prefix,
                                            subset.caption_suffix) if s]
             folder = Path(subset.image_dir)
+            dataset_dirs.add(folder.parent)
             if not folder.is_dir():
                 missing += 1
                 continue
@@ -93,6 +117,7 @@ def gather(ctx: PolicyContext) -> DatasetFacts:
                     captions += 1
                     captions_pii += _scan_strings([_read_caption(path)], pii_by_type)
     config_pii = _scan_strings(config_strings, pii_by_type)
+    faces = _face_counts(sorted(dataset_dirs))
     return DatasetFacts(
         subsets=subsets, missing_dirs=missing, images=images, captions=captions,
         files_by_ext=dict(sorted(by_ext.items())), unreadable_images=unreadable,
@@ -101,4 +126,6 @@ def gather(ctx: PolicyContext) -> DatasetFacts:
         images_with_iptc=kinds["iptc"], images_with_png_text=kinds["png_text"],
         images_with_comment=kinds["comment"], captions_with_pii=captions_pii,
         pii_by_type=dict(sorted(pii_by_type.items())), config_strings_with_pii=config_pii,
+        people_datasets=faces["people"], people_not_blurred=faces["people_not_blurred"],
+        faces_haar_fallback=faces["haar"],
     )
