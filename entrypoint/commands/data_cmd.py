@@ -16,7 +16,7 @@ import os
 import re
 import sys
 from dataclasses import replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Literal
 
 import typer
@@ -49,6 +49,9 @@ _IMPORT_SRC = typer.Argument(..., help="Plaintext Kohya dataset folder (read onl
 _SANITIZE_SRC = typer.Argument(..., help="Source dataset folder (read only).")
 _SANITIZE_DST = typer.Argument(..., help="Destination folder (on the encrypted workspace).")
 _SCAN_DIR = typer.Argument(..., help="Folder to inspect (nothing is changed).")
+_CAPTION_CSV = typer.Option(
+    None, "--caption-csv", help="Captions from a CSV of file name, caption (lora-scripts' "
+    "metadata.csv) instead of sidecars; names are relative to SRC.")
 _KEY_WS = typer.Option(None, "--workspace", help="Take the pseudonym key from this workspace.")
 
 
@@ -221,9 +224,11 @@ def register(root: typer.Typer, groups: CommandGroups) -> None:
             "(default: ST_RETENTION_DAYS; none: no expiry)."),
         people: bool = typer.Option(False, "--people", help="Mark the dataset as showing people "
                                     "(policy: dataset.people_faces_blurred)."),
+        caption_csv: Path | None = _CAPTION_CSV,
     ) -> None:
         """Sanitize SRC into the workspace's datasets/NAME and record it in the registry."""
         from entrypoint.run.seal import retention_days_option
+        from secure_trainer.data.caption_csv import import_captions
 
         days = retention_days_option(retention_days, os.environ)
         options = _options(fmt, resolution, blur_faces, pii, deny_list, deny, caption_extension,
@@ -235,17 +240,21 @@ def register(root: typer.Typer, groups: CommandGroups) -> None:
         src_abs = src.resolve()
         if src_abs.is_relative_to(ws) or ws.is_relative_to(src_abs):
             raise ConfigError("the import source must be outside the workspace")
+        # Before anything is written: a malformed CSV, a row naming a file outside SRC or
+        # repeated file names end the import (exit 8, one line, row numbers and counts only).
+        csv_captions = import_captions(caption_csv) if caption_csv is not None else None
         decoder = _decoder(options)  # forked before the key is read
         try:
             _import(src, src_abs, ws, name, options, pseudonym_key_stdin, keep_folder_names,
-                    decoder, as_json, fail_on_reject, days, people)
+                    decoder, as_json, fail_on_reject, days, people, csv_captions)
         finally:
             decoder.close()
 
     def _import(src: Path, src_abs: Path, ws: Path, name: str | None,
                 options: SanitizeOptions, pseudonym_key_stdin: bool, keep_folder_names: bool,
                 decoder: IsolatedDecoder, as_json: bool, fail_on_reject: bool,
-                retention_days: int | None = None, people: bool = False) -> None:
+                retention_days: int | None = None, people: bool = False,
+                csv_captions: dict[PurePosixPath, str] | None = None) -> None:
         key = _read_key_stdin() if pseudonym_key_stdin else load_or_create_key(ws)
         try:
             if name is None:
@@ -260,7 +269,8 @@ def register(root: typer.Typer, groups: CommandGroups) -> None:
         registry = Registry(ws / REGISTRY_FILE)
         dest = ws / DATASETS_DIR / name
         report = sanitize_tree(src_abs, dest, pseudonymizer=pseudo, options=options,
-                               blocked_hashes=registry.erased_hashes(), decoder=decoder)
+                               blocked_hashes=registry.erased_hashes(), decoder=decoder,
+                               csv_captions=csv_captions)
         registry.record_images(
             ImageRecord(name, str(dest / f.rel_path), f.sha256,
                         f.subject or subjects.get(f.source_rel),

@@ -16,7 +16,7 @@ import hashlib
 import os
 import secrets
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Literal
@@ -56,6 +56,10 @@ _SOURCE_SUFFIXES = IMAGE_SUFFIXES | DICOM_SUFFIXES
 _UNSUPPORTED_SUFFIXES = frozenset({".gif", ".tif", ".tiff", ".heic", ".heif", ".avif", ".jxl",
                                    ".svg", ".ico", ".psd", ".dng", ".cr2", ".nef", ".arw"})
 _MAX_CAPTION_BYTES = 1 << 20
+# A caption CSV (lora-scripts' metadata.csv) names images of a flat folder: they land in this
+# Kohya subset (1 repeat) so the imported dataset trains like any other.
+CSV_FLAT_SUBSET = PurePosixPath("1_images")
+CSV_MISSING = "caption_csv_missing_file"  # report.rejected key: a CSV row with no such image
 _MAX_SCAN_BYTES = 1 << 30
 
 
@@ -215,7 +219,8 @@ def _scanned(text: str, opts: SanitizeOptions, scanner: PiiScanner,
 def sanitize_tree(src: Path, dst: Path, *, pseudonymizer: Pseudonymizer,
                   options: SanitizeOptions = SanitizeOptions(),
                   blocked_hashes: frozenset[str] = frozenset(),
-                  decoder: Decoder = decode_any) -> SanitizeReport:
+                  decoder: Decoder = decode_any,
+                  csv_captions: Mapping[PurePosixPath, str] | None = None) -> SanitizeReport:
     """Sanitize the Kohya dataset folder `src` into `dst` (created if needed).
 
     Images directly in `src` are rejected (Kohya ignores them); sub-folder structure is kept
@@ -223,6 +228,9 @@ def sanitize_tree(src: Path, dst: Path, *, pseudonymizer: Pseudonymizer,
     This function reads every source file and writes every result; `decoder` only turns bytes
     into bytes — the default decodes in this process, the CLI passes one that runs in an
     unprivileged child process (entrypoint/decode/).
+    `csv_captions` (`data import --caption-csv`): captions by source-relative path, used
+    instead of sidecars and scanned the same way; images directly in `src` then go to
+    CSV_FLAT_SUBSET, and rows naming no image are counted as CSV_MISSING.
     Raises DataRejected when `src` is not a readable folder or `dst` cannot be written.
     """
     if not src.is_dir():
@@ -234,6 +242,12 @@ def sanitize_tree(src: Path, dst: Path, *, pseudonymizer: Pseudonymizer,
     entries = list(iter_source_files(src))
     names = {rel for rel, _ in entries}
     caption_exts = set(options.caption_extensions)
+    if csv_captions is not None:
+        images = {rel for rel in names if rel.suffix.lower() in _SOURCE_SUFFIXES
+                  and not os.path.islink(src / rel)}
+        missing = sum(1 for rel in csv_captions if rel not in images)
+        if missing:
+            report.rejected[CSV_MISSING] = missing
     for rel, st in entries:
         suffix = rel.suffix.lower()
         if os.path.islink(src / rel):
@@ -249,12 +263,12 @@ def sanitize_tree(src: Path, dst: Path, *, pseudonymizer: Pseudonymizer,
         if suffix not in _SOURCE_SUFFIXES and not (suffix == "" and _has_dicom_magic(src / rel)):
             report.ignored_files += 1
             continue
-        if len(rel.parts) < 2:
+        if len(rel.parts) < 2 and csv_captions is None:
             report.rejected[RejectReason.OUTSIDE_SUBSET.value] += 1
             continue
         try:
             _import_one(src, dst, rel, st.st_size, pipeline, scanner, pseudonymizer,
-                        blocked_hashes, seen_hashes, names, report)
+                        blocked_hashes, seen_hashes, names, report, csv_captions)
         except ImageRejected as rej:
             report.rejected[rej.reason.value] += 1
         except OSError:
@@ -265,10 +279,15 @@ def sanitize_tree(src: Path, dst: Path, *, pseudonymizer: Pseudonymizer,
 
 def _import_one(src: Path, dst: Path, rel: PurePosixPath, size: int, pipeline: _ImagePipeline,
                 scanner: PiiScanner, pseudonymizer: Pseudonymizer, blocked: frozenset[str],
-                seen: set[str], names: set[PurePosixPath], report: SanitizeReport) -> None:
+                seen: set[str], names: set[PurePosixPath], report: SanitizeReport,
+                csv_captions: Mapping[PurePosixPath, str] | None = None) -> None:
     opts = pipeline.options
     captions: list[tuple[str, str]] = []
-    for ext in opts.caption_extensions:
+    if csv_captions is not None and rel in csv_captions:
+        # The CSV's caption replaces any sidecar; same PII scan, written as a sidecar.
+        captions.append((opts.caption_extensions[0],
+                         _scanned(csv_captions[rel], opts, scanner, report)))
+    for ext in opts.caption_extensions if not captions else ():
         cap = rel.with_suffix(ext)
         if cap in names and not os.path.islink(src / cap):
             try:
@@ -299,6 +318,8 @@ def _import_one(src: Path, dst: Path, rel: PurePosixPath, size: int, pipeline: _
         seen.add(digest)
         # Multi-frame: one image per frame, the frame index in its name.
         out_rel = pseudonymizer.path(rel, f"_f{index:04d}{suffix}" if len(frames) > 1 else suffix)
+        if len(rel.parts) < 2:  # a flat CSV-captioned folder (checked by the caller)
+            out_rel = CSV_FLAT_SUBSET / out_rel
         if atomic_write(dst / out_rel, data):
             report.images_written += 1
         else:
