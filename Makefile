@@ -56,7 +56,7 @@ demo-llm: system-deps install ## language-model path: text import, train-llm --d
 	bash scripts/demo-llm.sh
 
 bench: install ## speed/memory of `train` vs a bare diffusers+peft loop, and `train-llm` vs a bare transformers+peft loop
-	$(BIN)/python scripts/bench.py
+	$(BIN)/python scripts/bench.py $(BENCH_ARGS)
 	$(BIN)/python -m secure_trainer.devtools.llm_bench
 
 llm-evidence: install ## canary exposure, extraction and MIA AUC of a tiny LM without DP, at epsilon 8 and 1 (docs/llm.md)
