@@ -4,7 +4,9 @@
 are untrusted input for Pillow, lcms and OpenCV. `start()` — called before the key is read —
 forks a zygote (entrypoint/decode/worker.py) that drops to the training uid (`PreparedDrop`,
 prepared before the fork: no groups, empty capability sets, no_new_privs, RLIMIT_CORE 0), gets
-a parent-death SIGKILL, its own session, cwd `/`, an empty environment and only two pipes.
+a parent-death SIGKILL, its own session, cwd `/`, an empty environment and only two pipes;
+before the drop it enters a new network namespace where it may, after it a seccomp filter that
+refuses sockets, exec, ptrace, mounts and namespaces (entrypoint/decode/confine.py).
 The zygote forks one grandchild per image to decode it. The supervisor reads each source file
 and writes each result; the decoder gets bytes only. A grandchild that crashes, runs out of its
 memory limit or misses the per-image deadline costs that one file (`decoder_crashed` /
@@ -33,6 +35,7 @@ from typing import Self
 
 from PIL import Image
 
+from entrypoint.decode.confine import PreparedConfinement
 from entrypoint.decode.frames import FrameError, read_frame_until, write_frame_until
 from entrypoint.decode.worker import MAX_EXTRA_FRAMES, MAX_HEADER, MAX_IMAGE_FRAME, serve
 from entrypoint.errors import ConfigError
@@ -117,6 +120,10 @@ class IsolatedDecoder:
         self._from_child: int | None = None
         self._request: DecodeRequest | None = None
         self._dead = False
+        self.network_isolated: bool | None = None
+        """After `start`: whether the zygote got its own network namespace (False where
+        namespaces are refused, e.g. the image's seccomp profile; the filter still denies
+        sockets)."""
 
     @classmethod
     def unprivileged_fallback(cls, *, timeout_s: float = DEFAULT_TIMEOUT_S,
@@ -152,6 +159,10 @@ class IsolatedDecoder:
             return
         _warm_up(request)
         setup = child_preexec(self.ids)  # PreparedDrop + parent-death SIGKILL, built before fork
+        try:
+            confine = PreparedConfinement()  # libc and the BPF program, built before fork
+        except OSError:
+            raise ConfigError("the image decoder cannot be confined on this architecture") from None
         to_r, to_w = os.pipe()
         from_r, from_w = os.pipe()
         pid = os.fork()
@@ -164,10 +175,12 @@ class IsolatedDecoder:
                 null = os.open(os.devnull, os.O_WRONLY)
                 os.dup2(null, 2)
                 os.closerange(3, 1 << 16)  # no fd of the supervisor's (source, workspace)
+                netns = confine.isolate_network()  # still root here: needs CAP_SYS_ADMIN
                 setup()
+                confine.apply_seccomp()  # after the drop: inherited by every decode fork
                 os.chdir("/")
                 os.environ.clear()  # also unsets the C environment
-                code = serve(request, self.memory_bytes, self.timeout_s)
+                code = serve(request, self.memory_bytes, self.timeout_s, netns=netns)
             finally:
                 os._exit(code)
         os.close(to_r)
@@ -183,6 +196,7 @@ class IsolatedDecoder:
         if not isinstance(ready, dict) or ready.get("ready") is not True:
             self._kill()
             raise ConfigError("the image decoder process could not start")
+        self.network_isolated = ready.get("netns") is True
 
     def close(self) -> None:
         """Stop the zygote: end of input, then SIGKILL after a grace period; reap it."""

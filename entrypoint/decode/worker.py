@@ -118,17 +118,18 @@ def _one(raw: bytes, request: DecodeRequest, limit: int, timeout_s: float,
     return header, data
 
 
-def serve(request: DecodeRequest, memory: int, timeout_s: float) -> int:
+def serve(request: DecodeRequest, memory: int, timeout_s: float, *, netns: bool = False) -> int:
     """Zygote main loop on fds 0 (images in) and 1 (answers out) until fd 0 closes.
 
     `memory`: bytes each decode may allocate on top of what the fork inherits (0: no limit).
+    `netns`: reported in the ready frame (whether the zygote has its own network namespace).
     """
     tether = ParentDeathSignal(signal.SIGKILL)  # libc loaded once, before any fork below
     # The supervisor's address space (Pillow, perhaps OpenCV and torch) comes with the fork;
     # the limit is a budget on top of it, so it means the same whatever was imported.
     limit = _address_space() + memory if memory > 0 else 0
     with os.fdopen(0, "rb") as inp, os.fdopen(1, "wb") as out:
-        write_frame(out, json.dumps({"ready": True}).encode())
+        write_frame(out, json.dumps({"ready": True, "netns": netns}).encode())
         while (raw := read_frame(inp, MAX_IMAGE_FRAME)) is not None:
             header, data = _one(raw, request, limit, timeout_s, tether)
             write_frame(out, json.dumps(header).encode())
