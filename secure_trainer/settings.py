@@ -155,5 +155,8 @@ class TrainSettings:
     sdxl: bool = False  # sdxl_train_network.py: the base model must be SDXL
     v2: bool = False  # Kohya --v2 (SD2.x); always refused against the detected family
     cache_text_encoder_outputs: bool = False  # SDXL, frozen encoders only: in-memory cache
+    # --cache_text_encoder_outputs_to_disk: also one file per caption in this folder (under
+    # output_dir; data/te_cache.py), reused by the next run when its key still matches.
+    text_encoder_cache_dir: Path | None = None
     # Kohya `--metadata_title|author|...` (modelspec.*), as (key without prefix, value) pairs.
     model_card: tuple[tuple[str, str], ...] = ()

@@ -89,7 +89,7 @@ _ROWS: tuple[tuple[str, OptionKind, ValueType, object, dict[str, object]], ...] 
     # -- SDXL (sdxl_train_network.py; sdxl_train_util.add_sdxl_training_arguments)
     ("sdxl", _I, "flag", False, {}),
     ("cache_text_encoder_outputs", _I, "flag", False, {}),
-    ("cache_text_encoder_outputs_to_disk", _R, "flag", False, {"why": _DISK}),
+    ("cache_text_encoder_outputs_to_disk", _I, "flag", False, {}),
     ("disable_mmap_load_safetensors", _W, "flag", False, {"why": _SPEED}),
     # -- data
     ("train_data_dir", _I, "path", None, {}),

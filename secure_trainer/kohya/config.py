@@ -238,6 +238,8 @@ def _sdxl_values(values: dict[str, Any], warn: Warn) -> None:
     if values["clip_skip"] is not None:
         warn("option 'clip_skip' is ignored: SDXL always uses the penultimate layers (as sd-scripts)")
         values["clip_skip"] = None
+    if values["cache_text_encoder_outputs_to_disk"]:
+        values["cache_text_encoder_outputs"] = True  # as sd-scripts: _to_disk implies caching
     if values["cache_text_encoder_outputs"] and not values["network_train_unet_only"]:
         raise ConfigError("cache_text_encoder_outputs needs network_train_unet_only "
                           "(text-encoder LoRA cannot train on cached outputs)")
@@ -284,7 +286,7 @@ def parse_train_args(argv: list[str], *, warn: Warn) -> TrainSettings:
         raise ConfigError("full_bf16 needs mixed_precision bf16")
     if values["sdxl"]:
         _sdxl_values(values, warn)
-    elif values["cache_text_encoder_outputs"]:
+    elif values["cache_text_encoder_outputs"] or values["cache_text_encoder_outputs_to_disk"]:
         raise ConfigError("cache_text_encoder_outputs is for SDXL (sdxl_train_network.py): add --sdxl")
     min_t = 0 if values["min_timestep"] is None else int(values["min_timestep"])
     max_t = 1000 if values["max_timestep"] is None else int(values["max_timestep"])
@@ -348,6 +350,10 @@ def parse_train_args(argv: list[str], *, warn: Warn) -> TrainSettings:
         sdxl=bool(values["sdxl"]),
         v2=bool(values["v2"]),
         cache_text_encoder_outputs=bool(values["cache_text_encoder_outputs"]),
+        # coupling: data/te_cache.py cache_dir_for (this module stays free of torch imports).
+        text_encoder_cache_dir=(Path(str(values["output_dir"]))
+                                / f"{values['output_name'] or 'last'}-te-cache"
+                                if values["cache_text_encoder_outputs_to_disk"] else None),
         model_card=tuple(
             (n[len("metadata_") :], str(values[n]))
             for n in sorted(values)

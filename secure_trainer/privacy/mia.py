@@ -164,15 +164,32 @@ class LossProbe:
         self.handles = inject_lora(self.base, _network_from(tensors, self.metadata))
         load_kohya_into(self.handles, settings.lora, strict=True)
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        for module in (self.base.unet, self.base.text_encoder, self.base.vae):
-            module.to(self.device).eval()
+        for module in (self.base.unet, self.base.text_encoder, self.base.text_encoder_2,
+                       self.base.vae):
+            if module is not None:  # text_encoder_2: SDXL only
+                module.to(self.device).eval()
         self.settings = settings
         self.timesteps = timestep_grid(settings.timesteps)
 
-    def losses(self, dataset: Any) -> list[tuple[float, float]]:
-        """(base loss, LoRA loss) per image, each the mean over the timestep × noise grid."""
+    def _condition(self, dataset: Any, index: int) -> tuple[torch.Tensor, dict[str, Any]]:
+        """(encoder states [1, 77, d], UNet extra kwargs) for one image's caption with the LoRA
+        multiplier as currently set: SD1.x one encoder; SDXL both encoders, the pooled vector
+        and the size/crop micro-conditioning, exactly as training builds them (step.py)."""
+        from secure_trainer.models.sdxl_text import encode_pair, tokenize_pair
         from secure_trainer.models.text_encoding import encode, tokenize
 
+        base, caption = self.base, [dataset.raw_caption(index)]
+        if base.text_encoder_2 is None:
+            ids = tokenize(base.tokenizer, caption, None)
+            return encode(base.text_encoder, ids, None, self.device), {}
+        ids, ids_2 = tokenize_pair(base.tokenizer, base.tokenizer_2, caption)
+        hidden, pooled = encode_pair(base.text_encoder, base.text_encoder_2, ids, ids_2,
+                                     int(base.tokenizer_2.eos_token_id), self.device)
+        time_ids = dataset.size_conditioning([index], [False]).to(self.device)
+        return hidden, {"text_embeds": pooled, "time_ids": time_ids}
+
+    def losses(self, dataset: Any) -> list[tuple[float, float]]:
+        """(base loss, LoRA loss) per image, each the mean over the timestep × noise grid."""
         s, base, dev = self.settings, self.base, self.device
         t = torch.tensor([ts for ts in self.timesteps for _ in range(s.noises)], dtype=torch.int64)
         out = []
@@ -186,13 +203,13 @@ class LossProbe:
                 gen = generator_for(s.seed, NOISE_STREAM, *latent.shape[1:])
                 noise = torch.randn((len(t), *latent.shape[1:]), generator=gen)
                 noisy = base.noise_scheduler.add_noise(latent.expand_as(noise), noise, t)
-                ids = tokenize(base.tokenizer, [dataset.raw_caption(record.index)], None)
                 pair = []
                 for multiplier in (0.0, 1.0):
                     self.handles.set_multiplier(multiplier)
-                    hidden = encode(base.text_encoder, ids, None, dev)
+                    hidden, extra = self._condition(dataset, record.index)
+                    added = {k: v.expand(len(t), *v.shape[1:]) for k, v in extra.items()}
                     pred = base.unet(noisy.to(dev), t.to(dev), encoder_hidden_states=hidden.expand(
-                        len(t), *hidden.shape[1:])).sample
+                        len(t), *hidden.shape[1:]), added_cond_kwargs=added or None).sample
                     pair.append(float(torch.nn.functional.mse_loss(pred.float().cpu(), noise)))
                 out.append((pair[0], pair[1]))
         self.handles.set_multiplier(1.0)

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from secure_trainer.data.latent_cache import VAE_STREAM, LatentCache, encode_latents
+from secure_trainer.data.te_cache import DiskTextCache, text_cache_for
 from secure_trainer.models.sdxl_text import TextCache, encode_pair, tokenize_pair
 from secure_trainer.models.text_encoding import encode, tokenize
 from secure_trainer.train.noise import NoiseSettings, diffusion_loss, generator_for, noisy_inputs
@@ -31,8 +32,8 @@ class SdxlContext:
     """OpenCLIP-bigG forward to call (wrapped when it trains in multi-process runs)."""
     tokenizer_2: Any
     eos_token_id: int
-    cache: TextCache | None = None
-    """--cache_text_encoder_outputs (frozen encoders only)."""
+    cache: TextCache | DiskTextCache | None = None
+    """--cache_text_encoder_outputs (frozen encoders only; _to_disk: DiskTextCache)."""
 
 
 @dataclass
@@ -135,4 +136,4 @@ def sdxl_context(settings: Any, base: Any, text_encoder_2: Any) -> SdxlContext |
         return None
     return SdxlContext(text_encoder_2=text_encoder_2, tokenizer_2=base.tokenizer_2,
                        eos_token_id=int(base.tokenizer_2.eos_token_id),
-                       cache=TextCache() if settings.cache_text_encoder_outputs else None)
+                       cache=text_cache_for(settings, base, base.unet.device))

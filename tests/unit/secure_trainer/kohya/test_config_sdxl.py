@@ -63,13 +63,23 @@ def test_two_text_encoder_lrs_for_sdxl(data: Path) -> None:
     ("--sdxl", "--cache_text_encoder_outputs", "--network_train_unet_only", "--shuffle_caption"),
     ("--sdxl", "--cache_text_encoder_outputs", "--network_train_unet_only",
      "--caption_dropout_rate", "0.1"),
-    ("--sdxl", "--cache_text_encoder_outputs_to_disk", "--network_train_unet_only"),
+    ("--sdxl", "--cache_text_encoder_outputs_to_disk"),  # implies caching: TE LoRA refused
+    ("--resolution", "64", "--cache_text_encoder_outputs_to_disk", "--network_train_unet_only"),
     ("--sdxl", "--bucket_reso_steps", "48", "--enable_bucket"),
 ])
 def test_sdxl_refusals_are_config_errors(data: Path, extra: tuple[str, ...]) -> None:
     with pytest.raises(ConfigError) as err:
         parse(data, *extra)
     assert err.value.exit_code == 2 and "\n" not in str(err.value)
+
+
+def test_cache_to_disk_goes_under_the_output_folder(data: Path) -> None:
+    s = parse(data, "--sdxl", "--network_train_unet_only", "--cache_text_encoder_outputs_to_disk",
+              "--output_name", "run1")
+    assert s.cache_text_encoder_outputs  # implied, as sd-scripts does
+    assert s.text_encoder_cache_dir == data / "out" / "run1-te-cache"
+    assert parse(data, "--sdxl", "--network_train_unet_only",
+                 "--cache_text_encoder_outputs").text_encoder_cache_dir is None
 
 
 def test_dp_is_accepted_for_sdxl(data: Path) -> None:
@@ -96,7 +106,7 @@ def test_kohya_gui_sdxl_config_file_runs(data: Path) -> None:
         "[training_arguments]", 'mixed_precision = "bf16"', "full_bf16 = true",
         "gradient_checkpointing = true", "cache_latents = true",
         "cache_text_encoder_outputs = true", "network_train_unet_only = true",
-        "[dataset_arguments]", f'train_data_dir = "{data / "img"}"', 'caption_extension = ".txt"',
+        "cache_text_encoder_outputs_to_disk = true", "[dataset_arguments]", f'train_data_dir = "{data / "img"}"', 'caption_extension = ".txt"',
         'resolution = "1024,1024"', "enable_bucket = true", "min_bucket_reso = 256",
         "max_bucket_reso = 2048", "bucket_reso_steps = 64",
         "[saving_arguments]", f'output_dir = "{data / "out"}"', 'save_model_as = "safetensors"',
@@ -104,5 +114,6 @@ def test_kohya_gui_sdxl_config_file_runs(data: Path) -> None:
     warnings: list[str] = []
     s = parse_train_args(["--config_file", str(config)], warn=warnings.append)
     assert s.sdxl and s.full_bf16 and s.cache_text_encoder_outputs
+    assert s.text_encoder_cache_dir == data / "out" / "last-te-cache"
     assert s.datasets[0].resolution == (1024, 1024) and s.datasets[0].max_bucket_reso == 2048
     assert any("no_half_vae" in w for w in warnings)
