@@ -98,8 +98,8 @@ def _values(paths: AuditPaths) -> dict[str, list[str]]:
 
 
 def render_rules(template: str, paths: AuditPaths, *, key: str = RULE_KEY) -> list[AuditRule]:
-    """Render the template: one rule per line per placeholder value; lines whose placeholder
-    has no value are dropped. Raises AuditError for a rule without `-k <key>` or an unknown
+    """Render the template: one rule per line per combination of its placeholders' values;
+    lines with a placeholder that has no value are dropped. Raises AuditError for a rule without `-k <key>` or an unknown
     placeholder or option (only -w/-a rules are allowed).
     """
     values = _values(paths)
@@ -116,15 +116,13 @@ def render_rules(template: str, paths: AuditPaths, *, key: str = RULE_KEY) -> li
         unknown = names - values.keys()
         if unknown:
             raise AuditError(f"audit rules line {lineno}: unknown placeholder {min(unknown)}")
-        if len(names) > 1:
-            raise AuditError(f"audit rules line {lineno}: one placeholder per line")
-        if not names:
-            rules.append(AuditRule(tuple(tokens)))
-            continue
-        name = names.pop()
-        for value in values[name]:
-            rules.append(AuditRule(tuple(string.Template(t).substitute({name: value})
-                                         for t in tokens)))
+        # One rule per combination of the placeholders' values (a placeholder without a value
+        # drops the line).
+        combos: list[dict[str, str]] = [{}]
+        for name in sorted(names):
+            combos = [{**c, name: v} for c in combos for v in values[name]]
+        for combo in combos:
+            rules.append(AuditRule(tuple(string.Template(t).substitute(combo) for t in tokens)))
     return rules
 
 

@@ -153,6 +153,7 @@ class Lifecycle:
         self._trainer = trainer or TrainerLauncher(settings.trainer_python)
         self._vault = vault
         self._fs = gocryptfs
+        self._auditctl = auditctl
         self._echo = echo
         self._ws = Workspace(gocryptfs, settings.cipher_dir, settings.mountpoint)
         self._kaudit = RunAudit(settings.audit_mode, auditctl, settings.state_dir)
@@ -320,7 +321,7 @@ class Lifecycle:
         self._phase("train")
         self._audit("train_start", uid=s.train_ids[0] if s.train_ids else os.geteuid())
         started = time.time()
-        code = self._spawn_trainer(args, tmp, settings)
+        code = self._counting_denials(lambda: self._spawn_trainer(args, tmp, settings))
         self._audit("train_end", exit_code=code, seconds=round(time.time() - started, 1))
         if self._contain("after_train"):
             raise TrainingError("a process of the trainer outlived it (killed); not sealed")
@@ -331,6 +332,21 @@ class Lifecycle:
         self._phase("seal")
         self._seal(settings, lora, args, started, outputs)
         return lora
+
+    def _counting_denials(self, spawn: Callable[[], int]) -> int:
+        """Run the trainer; with kernel/host audit, count its refused workspace accesses from
+        the kernel's audit stream and record `trainer_denied_access` (a count, no path)."""
+        from entrypoint.audit.denied import DeniedAccessCounter
+
+        s = self._s
+        if s.audit_mode is AuditMode.APP or not s.train_ids:
+            return spawn()
+        with DeniedAccessCounter(s.train_ids[0], self._auditctl.key,
+                                 enabled=self._auditctl.enabled()) as counter:
+            code = spawn()
+        if counter.count():
+            self._audit("trainer_denied_access", count=counter.count())
+        return code
 
     def _spawn_trainer(self, args: list[str], tmp: Path, settings: object) -> int:
         from entrypoint.redact import Redactor
@@ -453,10 +469,10 @@ class Lifecycle:
         self._audit("train_start", uid=s.train_ids[0] if s.train_ids else os.geteuid(),
                     trainer="train-llm")
         started = time.time()
-        code = self._trainer(args, cwd=s.mountpoint, tmp=tmp, ids=s.train_ids,
-                             extra_env=s.extra_env, redact=[str(s.mountpoint), str(s.cipher_dir)],
-                             echo=lambda line: self._echo(redactor.scrub(line)),
-                             command="train-llm")
+        code = self._counting_denials(lambda: self._trainer(
+            args, cwd=s.mountpoint, tmp=tmp, ids=s.train_ids, extra_env=s.extra_env,
+            redact=[str(s.mountpoint), str(s.cipher_dir)],
+            echo=lambda line: self._echo(redactor.scrub(line)), command="train-llm"))
         self._audit("train_end", exit_code=code, seconds=round(time.time() - started, 1))
         if self._contain("after_train"):
             raise TrainingError("a process of the trainer outlived it (killed); not sealed")

@@ -66,12 +66,13 @@ class HostileTrainer:
 
 
 def lifecycle(case: RunCase, trainer: HostileTrainer, *, dataset: str = "datasets/demo",
-              policy: str = "dev", echo: Callable[[str], None] | None = None) -> Lifecycle:
+              policy: str = "dev", echo: Callable[[str], None] | None = None,
+              audit_mode: AuditMode = AuditMode.APP) -> Lifecycle:
     """A real Lifecycle (real OpenBao, gocryptfs, app audit) for `case` with `trainer`."""
     args = [a if a != "datasets/demo" else dataset for a in TRAIN_ARGS]
     settings = RunSettings(cipher_dir=case.cipher, mountpoint=case.mnt, state_dir=case.state,
                            policy=policy, train_args=(*args, "--max_train_steps", "1"),
-                           train_ids=TRAINER_IDS, audit_mode=AuditMode.APP)
+                           train_ids=TRAINER_IDS, audit_mode=audit_mode)
     vault = VaultClient.from_settings(VaultSettings.from_env(case.env))
     return Lifecycle(settings, vault=vault, gocryptfs=case.fs, auditctl=Auditctl(),
                      echo=echo or (lambda _line: None), trainer=trainer)
