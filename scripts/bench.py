@@ -307,16 +307,19 @@ def peer_from_env() -> Peer | None:
 
 def full_cases(model_file: Path, data: Path, root: Path, resolutions: list[int], steps: int,
                precisions: list[str], peer: Peer | None, tokenizers: Path | None,
+               cached_precisions: list[str] | None = None,
                ) -> list[tuple[str, str, list[str], Path]]:
     """(case, variant, argv, cwd) for the SD1.5-size model: per resolution the bare loop (fp32)
-    once, then per (cache, precision) sd-scripts (when given) directly followed by ours."""
+    once, then per (cache, precision) sd-scripts (when given) directly followed by ours.
+    `cached_precisions` (default: `precisions`) are the precisions run with --cache_latents."""
     runs: list[tuple[str, str, list[str], Path]] = []
     diffusers_dir = model_file.parent / "diffusers"
     for res in resolutions:
         case = f"SD1.5-size {res}px"
         runs.append((case, "bare", bare_argv(diffusers_dir, data, res, steps), REPO))
         for cache in (False, True):
-            for precision in precisions:
+            chosen = cached_precisions if (cache and cached_precisions is not None) else precisions
+            for precision in chosen:
                 label = f" {precision}{' --cache_latents' if cache else ''}"
                 if peer is not None and tokenizers is not None:
                     runs.append((case, "sd-scripts" + label, sd_scripts_argv(
@@ -340,6 +343,8 @@ def main() -> None:
     parser.add_argument("--no-tiny", action="store_true", help="skip the tiny 64 px case")
     parser.add_argument("--precisions", default="fp32",
                         help="comma list of fp32, bf16, full_bf16 for the SD1.5-size cases")
+    parser.add_argument("--cached-precisions", default=None,
+                        help="precisions of the --cache_latents runs (default: --precisions)")
     parser.add_argument("--envelope", action="store_true",
                         help="add `run` minus `train` on the tiny model (needs root, FUSE)")
     parser.add_argument("--sdxl", action="store_true", help="add the tiny SDXL case (64 px)")
@@ -352,7 +357,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / ".bench")
     args = parser.parse_args()
     precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
-    if any(p not in PRECISION_FLAGS for p in precisions):
+    cached = (None if args.cached_precisions is None else
+              [p.strip() for p in args.cached_precisions.split(",") if p.strip()])
+    if any(p not in PRECISION_FLAGS for p in precisions + (cached or [])):
         parser.error(f"--precisions: choose from {', '.join(PRECISION_FLAGS)}")
     peer = peer_from_env()
     root = args.out.resolve()
@@ -370,7 +377,7 @@ def main() -> None:
         if args.resolutions:
             resolutions = [int(r) for r in args.resolutions.split(",") if r.strip()]
         runs += full_cases(model_file, data, root, resolutions, args.full_steps, precisions,
-                           peer, tokenizers)
+                           peer, tokenizers, cached)
     if args.sdxl or args.sdxl_full or args.only_sdxl:
         sdxl_tiny, sdxl_big = prepare_sdxl(root, full=args.sdxl_full)
         sdxl = [("tiny SDXL 64px (recipe)", sdxl_tiny, 64, args.tiny_steps)]
