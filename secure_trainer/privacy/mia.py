@@ -6,7 +6,8 @@ base loss − LoRA loss (how much the LoRA "knows" this very image beyond the ba
 which calibrates away per-image difficulty). Members score higher when the LoRA memorised
 them; AUC / TPR at low FPR over members vs holdout measure it. Images and captions are read
 with the trainer's own dataset, caption and text-encoding code (no caption transforms), so
-the attack sees what training saw. SECURITY: the report and the plot carry numbers only —
+the attack sees what training saw; SDXL LoRAs are conditioned as in training (both encoders,
+the pooled vector and each image's size/crop micro-conditioning). SECURITY: the report and the plot carry numbers only —
 never a path, file name or caption; errors are our typed ones with one-line messages.
 """
 
