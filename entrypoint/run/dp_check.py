@@ -17,6 +17,10 @@ from secure_trainer.privacy.dp_accounting import epsilon_after
 from secure_trainer.privacy.dp_record import DPRecord
 from secure_trainer.settings import DPSettings
 
+# The audit log records the guarantee; the manifest (inside the workspace) keeps the full record.
+DP_AUDIT_FIELDS = ("epsilon", "delta", "noise_multiplier", "max_grad_norm", "sample_rate", "steps",
+                   "accountant", "target_epsilon", "budget_exhausted")
+
 # Opacus is deterministic for the same inputs; the margin only absorbs float formatting.
 _REL_TOL = 1e-6
 _ACCOUNTANTS = ("rdp", "prv")

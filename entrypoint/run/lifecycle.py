@@ -5,6 +5,8 @@ tmp and the scratch targets, unmount, revoke the token, clear the run marker) ru
 error and SIGINT/SIGTERM (raised as `Interrupted`). Steps that must not be cut in half (login,
 mount, rule load, teardown) run with signals deferred (`entrypoint/run/signals.py`). A run killed by
 SIGKILL is cleaned up by the next start (`entrypoint/run/recovery.py`).
+The settings are `entrypoint/run/settings.py` (re-exported here), the `--trainer llm` phases
+`entrypoint/run/llm_phases.py` (inherited).
 SECURITY: the passphrase only travels Vault → bytearray → gocryptfs stdin and is wiped after the
 mount; the training child gets a minimal env (no VAULT_*), its output passes the redactor.
 """
@@ -19,7 +21,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,19 +32,20 @@ from entrypoint.audit.journal import PreMountJournal
 from entrypoint.audit.run_rules import RunAudit
 from entrypoint.errors import (
     ConfigError,
-    DataRejected,
     SecureTrainerError,
     TrainingError,
 )
 from entrypoint.run.access import restrict_registry
 from entrypoint.run.containment import kill_training_processes
+from entrypoint.run.dp_check import DP_AUDIT_FIELDS
+from entrypoint.run.llm_phases import LlmPhases
 from entrypoint.run.marker import clear_run_marker, write_run_marker
 from entrypoint.run.outputs import RunOutputs
 from entrypoint.run.recovery import StaleRun, recover_stale_run, wipe_stale_tmp
-from entrypoint.run.runtime import trainer_python
-from entrypoint.run.seal import Governance, register_sealed_run, retention_from_env
+from entrypoint.run.seal import Governance, register_sealed_run
+from entrypoint.run.settings import RunSettings
 from entrypoint.run.signals import deferred_signals
-from entrypoint.run.trainer_child import TrainerLauncher, TrainerSpawner
+from entrypoint.run.trainer_child import CHILD_ERRORS, TrainerLauncher, TrainerSpawner
 from entrypoint.run.wipe import default_targets, wipe
 from entrypoint.vault.client import VaultClient
 from entrypoint.workspace.gocryptfs import Gocryptfs, Workspace
@@ -50,82 +53,12 @@ from entrypoint.workspace.grants import grant_group_read, revoke_group_read
 from entrypoint.workspace.keys import KeyManager
 
 if TYPE_CHECKING:
-    from secure_trainer.llm.config import LlmTrainConfig
     from secure_trainer.settings import DPSettings
 
-TRAINERS = ("kohya", "llm")
+__all__ = ["AUDIT_LOG", "Lifecycle", "RunSettings"]
+
 AUDIT_LOG = "app.jsonl"  # coupling: registry_cmd AUDIT_LOG_RELPATH = audit/app.jsonl
 _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
-# Exit codes of the child that keep their meaning for the user (config / data problems).
-_CHILD_ERRORS: dict[int, type[SecureTrainerError]] = {2: ConfigError, 8: DataRejected}
-# The audit log records the guarantee; the manifest (inside the workspace) keeps the full record.
-_DP_AUDIT_FIELDS = ("epsilon", "delta", "noise_multiplier", "max_grad_norm", "sample_rate", "steps",
-                    "accountant",
-                    "target_epsilon", "budget_exhausted")
-
-
-@dataclass(frozen=True)
-class RunSettings:
-    """What one `run` needs; built from flags/env once, in `from_env`."""
-
-    cipher_dir: Path
-    mountpoint: Path
-    state_dir: Path
-    policy: str
-    train_args: tuple[str, ...]
-    train_ids: tuple[int, int] | None = (10001, 10001)
-    owner: str = "unspecified"
-    purpose: str = "unspecified"
-    legal_basis: str = "unspecified"
-    retention_days: int | None = None
-    """ST_RETENTION_DAYS: the run's outputs expire after this many days (strict requires it)."""
-    extra_env: dict[str, str] = field(default_factory=dict)
-    audit_mode: AuditMode = AuditMode.APP
-    vault_files: tuple[Path, ...] = ()
-    """Vault credential files (token, role_id, secret_id, JWT) the kernel rules watch."""
-    canary: str | None = None
-    """ST_POLICY_CANARY: an IP:PORT that must stay unreachable (egress proof for the policy)."""
-    log_level: str = "warning"
-    """ST_LOG_LEVEL: the log level the policy judges (the same variable `policy check` reads)."""
-    trainer: str = "kohya"
-    """`kohya` (`train`, image LoRA) or `llm` (`train-llm`: CONFIG.yaml, then --key value)."""
-    trainer_python: Path = field(default_factory=lambda: Path(sys.executable))
-    """ST_TRAINER_PYTHON: the child's interpreter; checked (root-owned, reachable) before a
-    dropped child starts (`entrypoint/run/runtime.py`)."""
-
-    @classmethod
-    def from_env(cls, env: dict[str, str], *, policy: str, train_args: list[str],
-                 vault_files: tuple[Path, ...] = (), trainer: str = "kohya") -> RunSettings:
-        """Read ST_CIPHER_DIR, ST_MOUNTPOINT, ST_STATE_DIR, ST_TRAIN_UID/GID, ST_TRAINER_PYTHON,
-        ST_AUDIT_MODE (kernel|host|app, default app; the same variable `policy check` reads).
-
-        Raises ConfigError.
-        """
-        try:
-            cipher, mnt = Path(env["ST_CIPHER_DIR"]), Path(env["ST_MOUNTPOINT"])
-        except KeyError:
-            raise ConfigError("set ST_CIPHER_DIR and ST_MOUNTPOINT (the encrypted workspace)") from None
-        if trainer not in TRAINERS:
-            raise ConfigError("--trainer must be kohya or llm")
-        raw_uid = env.get("ST_TRAIN_UID", "10001")
-        ids: tuple[int, int] | None = None
-        if raw_uid != "none" and os.geteuid() == 0:
-            try:
-                uid = int(raw_uid)
-                ids = (uid, int(env.get("ST_TRAIN_GID", str(uid))))
-            except ValueError:
-                raise ConfigError("ST_TRAIN_UID/ST_TRAIN_GID must be numbers or 'none'") from None
-        return cls(cipher_dir=cipher, mountpoint=mnt,
-                   state_dir=Path(env.get("ST_STATE_DIR", "/run/secure-trainer")),
-                   policy=policy, train_args=tuple(train_args),
-                   train_ids=ids, audit_mode=AuditMode.parse(env.get("ST_AUDIT_MODE", "app")),
-                   vault_files=vault_files, canary=env.get("ST_POLICY_CANARY") or None,
-                   log_level=env.get("ST_LOG_LEVEL", "warning"),
-                   owner=env.get("ST_OWNER", "unspecified"),
-                   purpose=env.get("ST_PURPOSE", "unspecified"),
-                   legal_basis=env.get("ST_LEGAL_BASIS", "unspecified"),
-                   retention_days=retention_from_env(env), trainer=trainer,
-                   trainer_python=trainer_python(env))
 
 
 def _program() -> Path | None:
@@ -141,7 +74,7 @@ def _has_flag(args: tuple[str, ...], name: str) -> bool:
     return any(a == name or a.startswith(name + "=") for a in args)
 
 
-class Lifecycle:
+class Lifecycle(LlmPhases):
     """One secure run; side-effecting clients are passed in."""
 
     def __init__(self, settings: RunSettings, *, vault: VaultClient, gocryptfs: Gocryptfs,
@@ -326,7 +259,7 @@ class Lifecycle:
         if self._contain("after_train"):
             raise TrainingError("a process of the trainer outlived it (killed); not sealed")
         if code:
-            raise _CHILD_ERRORS.get(code, TrainingError)(f"training failed (trainer exit {code})")
+            raise CHILD_ERRORS.get(code, TrainingError)(f"training failed (trainer exit {code})")
         # SECURITY: out/ becomes root's and read-only; a LoRA that is a link fails here.
         lora = outputs.take_back(settings.output_name)  # type: ignore[attr-defined]
         self._phase("seal")
@@ -387,7 +320,7 @@ class Lifecycle:
         # The `sealed` record's sequence number goes into the manifest: a log cut off before
         # it (a valid but shorter chain) is caught by `audit verify --manifest`.
         if dp is not None:
-            self._audit("dp", **{k: dp[k] for k in _DP_AUDIT_FIELDS})
+            self._audit("dp", **{k: dp[k] for k in DP_AUDIT_FIELDS})
         seq = self._audit("sealed", lora_sha256=lora_sha, images=len(hashes))
         manifest = {"run_id": self.run_id, "config_sha256": hashlib.sha256(
             json.dumps(args).encode()).hexdigest(), "dataset_sha256": hashes,
@@ -416,104 +349,6 @@ class Lifecycle:
 
         # SECURITY: the trainer wrote the record; seal only an ε root recomputed (else exit 7).
         return asdict(check_dp_record(record, dp))
-
-    # --- `--trainer llm`: the same envelope around `train-llm` (entrypoint/run/llm_job.py) ---
-
-    def _here(self, path: Path) -> Path:
-        return path if path.is_absolute() else self._s.mountpoint / path
-
-    def _train_and_seal_llm(self) -> Path:
-        from entrypoint.run.llm_job import CONFIG_NAME, LlmJob, refusals
-
-        s = self._s
-        job = LlmJob.parse(s.train_args)  # the YAML path is the caller's (read before chdir)
-        run_out = f"runs/{self.run_id}/out"  # coupling: RunOutputs.out_arg
-        tmp = self._ws.tmp_dir / self.run_id
-        tmp.mkdir(parents=True, exist_ok=True)
-        if s.train_ids:
-            os.chown(tmp, *s.train_ids)
-        cwd = os.getcwd()
-        os.chdir(s.mountpoint)  # relative config paths resolve inside the workspace
-        try:
-            config = job.config(run_out)
-            self._preflight("post-mount", config, job.log_level)
-        finally:
-            os.chdir(cwd)  # never hold the mount busy past this point
-        refusals(config, user_output=job.user_output)
-        outputs = RunOutputs.create(s.mountpoint, self.run_id, s.train_ids)
-        try:
-            # The child reads exactly the config the policy judged, from the root-owned run dir.
-            text = job.child_yaml(run_out)
-            rel = outputs.write_trainer_config(CONFIG_NAME, text,
-                                               s.train_ids[1] if s.train_ids else None)
-            args = job.child_args(rel, job.log_level or s.log_level)
-            return self._train_llm_into(outputs, config, args, tmp,
-                                        hashlib.sha256(text).hexdigest())
-        finally:
-            outputs.close()  # an open fd would keep the mount busy at teardown
-
-    def _train_llm_into(self, outputs: RunOutputs, config: LlmTrainConfig, args: list[str],
-                        tmp: Path, config_sha: str) -> Path:
-        from entrypoint.redact import Redactor
-        from entrypoint.run.run_names import dataset_names
-
-        s = self._s
-        data = self._here(config.dataset_path)
-        if s.train_ids:  # the model folder and the one JSONL file, nothing else
-            grant_group_read([self._here(config.model_name_or_path), data],
-                             root=s.mountpoint, gid=s.train_ids[1])
-        # SECURITY: the dataset's folder names and file names never reach the terminal.
-        redactor = Redactor([str(s.mountpoint), str(s.cipher_dir)])
-        redactor.register_names(dataset_names([data.parent], s.mountpoint))
-        self._phase("train")
-        self._audit("train_start", uid=s.train_ids[0] if s.train_ids else os.geteuid(),
-                    trainer="train-llm")
-        started = time.time()
-        code = self._counting_denials(lambda: self._trainer(
-            args, cwd=s.mountpoint, tmp=tmp, ids=s.train_ids, extra_env=s.extra_env,
-            redact=[str(s.mountpoint), str(s.cipher_dir)],
-            echo=lambda line: self._echo(redactor.scrub(line)), command="train-llm"))
-        self._audit("train_end", exit_code=code, seconds=round(time.time() - started, 1))
-        if self._contain("after_train"):
-            raise TrainingError("a process of the trainer outlived it (killed); not sealed")
-        if code:
-            raise _CHILD_ERRORS.get(code, TrainingError)(f"training failed (trainer exit {code})")
-        # SECURITY: out/ becomes root's and read-only; an adapter file that is a link fails here.
-        adapter = outputs.take_back_adapter()
-        self._phase("seal")
-        self._seal_llm(config, adapter, data, started, outputs, config_sha)
-        return adapter
-
-    def _seal_llm(self, config: LlmTrainConfig, adapter: Path, data: Path, started: float,
-                  outputs: RunOutputs, config_sha: str) -> None:
-        from entrypoint.run.llm_job import dp_settings
-        from secure_trainer.registry import file_sha256, jsonl_record_hashes
-
-        s = self._s
-        try:
-            data_sha = file_sha256(data)
-            # Lineage per record: `registry erase --subject` finds runs on a subject's records.
-            record_hashes = jsonl_record_hashes(data)
-        except OSError:
-            raise TrainingError("the dataset could not be hashed for the seal") from None
-        adapter_sha = outputs.sha256(adapter.name)  # dir fd + O_NOFOLLOW, never a path walk
-        dp = self._checked_dp(dp_settings(config), adapter)
-        register_sealed_run(
-            registry_path=self._ws.registry_path, root=s.mountpoint, run_id=self.run_id,
-            run_dir=self._ws.runs_dir / self.run_id, lora=adapter,
-            base_model=config.model_name_or_path, data_dirs=[data.parent],
-            image_hashes=[data_sha, *record_hashes], governance=Governance.for_policy(
-                s.policy, owner=s.owner, purpose=s.purpose, legal_basis=s.legal_basis,
-                retention_days=s.retention_days))
-        if dp is not None:
-            self._audit("dp", **{k: dp[k] for k in _DP_AUDIT_FIELDS},
-                        privacy_unit=dp["privacy_unit"])
-        seq = self._audit("sealed", lora_sha256=adapter_sha, trainer="train-llm")
-        manifest = {"run_id": self.run_id, "trainer": "train-llm", "config_sha256": config_sha,
-                    "dataset_sha256": [data_sha], "lora_sha256": adapter_sha,
-                    "started": round(started, 1), "sealed": round(time.time(), 1),
-                    "audit_seq": seq, "dp": dp}
-        outputs.write_manifest(json.dumps(manifest, indent=2).encode())  # O_EXCL|O_NOFOLLOW
 
     def _teardown(self, owns_marker: bool) -> None:
         """Undo what this run did, newest first; collect our errors and raise the first one

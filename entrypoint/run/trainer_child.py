@@ -23,19 +23,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from entrypoint.errors import ConfigError
+from entrypoint.errors import ConfigError, DataRejected, SecureTrainerError
 from entrypoint.redact import Redactor
 from entrypoint.run.privileges import PreparedDrop
 from entrypoint.run.runtime import check_trainer_python
 from entrypoint.run.signals import deferred_signals
 
-__all__ = ["CACHE_VARS", "TRAINER_COMMANDS", "TrainerLauncher", "TrainerSpawner", "child_preexec",
+__all__ = ["CACHE_VARS", "CHILD_ERRORS", "TRAINER_COMMANDS", "TrainerLauncher", "TrainerSpawner", "child_preexec",
            "run_trainer", "trainer_argv", "trainer_env", "usable_by"]
 
 # coupling: entrypoint/run/wipe.py CACHE_ENV_VARS (what a wipe looks for).
 CACHE_VARS = ("TMPDIR", "HF_HOME", "TORCH_HOME", "XDG_CACHE_HOME", "TRITON_CACHE_DIR",
               "PIP_CACHE_DIR", "CUDA_CACHE_PATH", "MPLCONFIGDIR", "TORCHINDUCTOR_CACHE_DIR")
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
+# Exit codes of the child that keep their meaning for the user (config / data problems).
+CHILD_ERRORS: dict[int, type[SecureTrainerError]] = {2: ConfigError, 8: DataRejected}
 _TERM_GRACE_S = 30.0
 
 
