@@ -73,11 +73,17 @@ RUN echo user_allow_other >> /etc/fuse.conf \
  && groupadd --system --gid "${TRAINER_GID}" trainer \
  && useradd --system --uid "${TRAINER_UID}" --gid trainer --no-create-home \
       --home-dir /nonexistent --shell /usr/sbin/nologin trainer \
- && mkdir -p /workspace /cipher /run/secrets \
+ && mkdir -p /workspace /cipher /run/secrets /state \
  && chmod 0755 /workspace /var/tmp /run/lock \
- && chmod 0711 /cipher
+ && chmod 0711 /cipher \
+ && chmod 0700 /state
 COPY --from=builder /opt/venv /opt/venv
 COPY policies/ /opt/secure-trainer/policies/
+# The supervisor's state (run marker, loaded kernel rules, pre-mount journal) must outlive a
+# `docker kill`, so the next start recovers the dead run: a volume, named in the documented
+# `docker run -v secure-trainer-state:/state` (root-only 0700; never plaintext data). Without -v,
+# docker gives an anonymous volume, still writable under --read-only.
+VOLUME ["/state"]
 # No secret here: only locations. Vault credentials arrive as read-only files at run time.
 # ST_IN_CONTAINER=1: the image owns /tmp, /var/tmp and the caches, so a run wipes them at its end
 # (coupling: entrypoint/run/wipe.py in_container; never trusted from /.dockerenv).
@@ -89,7 +95,7 @@ ENV PATH=/opt/venv/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     ST_POLICY_DIR=/opt/secure-trainer/policies \
     ST_CIPHER_DIR=/cipher \
     ST_MOUNTPOINT=/workspace \
-    ST_STATE_DIR=/tmp/.secure-trainer-state \
+    ST_STATE_DIR=/state \
     HF_HUB_OFFLINE=1 \
     HF_HUB_DISABLE_TELEMETRY=1 \
     DO_NOT_TRACK=1

@@ -1,7 +1,7 @@
 """`docker kill` during training, then the next start recovers (state dir on a volume).
 
 SIGKILL reaches the whole container: no teardown runs. The next container, with the same
-cipher dir and the same state-dir volume, must find the dead run's marker stale — its PID is
+cipher dir and the same state volume (`-v NAME:/state`, the image's default state dir), must find the dead run's marker stale — its PID is
 usually the new supervisor's own PID, since both are the same child of tini in a fresh PID
 namespace — recover, record `recovered_stale_run`, and train to a sealed LoRA.
 """
@@ -34,7 +34,8 @@ def _wait_for(name: str, text: str, deadline_s: float) -> bool:
 def test_docker_kill_then_next_start_recovers(image: str, container_case: ContainerCase) -> None:
     volume = f"st-test-state-{uuid.uuid4().hex[:10]}"
     docker("volume", "create", volume)
-    flags = [*container_case.flags(), "-v", f"{volume}:{STATE}", "-e", f"ST_STATE_DIR={STATE}"]
+    # The image's default ST_STATE_DIR is /state (a VOLUME): only the named volume is given.
+    flags = [*container_case.flags(), "-v", f"{volume}:{STATE}"]
     name = f"st-test-{uuid.uuid4().hex[:10]}"
     try:
         docker("run", "-d", "--name", name, *flags, image, "run", "--policy", "dev",
