@@ -42,6 +42,13 @@ LORA="$(ls -t "$ST_MOUNTPOINT"/runs/*/demo-lora.safetensors | head -n 1)"
 "$ST" audit mia --lora "$LORA" --base "$ST_MOUNTPOINT/models/tiny" \
   --members "$ST_MOUNTPOINT/datasets/demo" --holdout "$ST_MOUNTPOINT/datasets/demo-holdout" \
   --caption-extension .txt --timesteps 8 --noises 2 --out "$(dirname "$LORA")/audit"
+# Who trained: the run's own `train_start` record in the app audit log (hash-chained, in the
+# store). The demo fails if it was root.
+"${ST%/secure-trainer}/python" -c 'import json, sys
+uid = [r for r in map(json.loads, open(sys.argv[1])) if r["event"] == "train_start"][-1]["fields"]["uid"]
+print("[demo] the trainer ran as uid", uid, "(app audit log, train_start)")
+sys.exit(1 if uid == 0 else 0)' \
+  "$ST_MOUNTPOINT/audit/app.jsonl"
 "$ST" workspace close >/dev/null
 if mountpoint -q "$ST_MOUNTPOINT"; then
   echo "[demo] error: the workspace is still mounted" >&2
