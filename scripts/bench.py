@@ -120,8 +120,11 @@ def run_measured(argv: list[str], *, warmup: int, timeout: float,
 
 def kohya_flags(model: Path, data: Path, out: Path, resolution: int, steps: int, cache: bool,
                 precision: str = "fp32") -> list[str]:
-    """The train_network.py flags both trainers get: same model file, images, rank, LR, steps."""
+    """The train_network.py flags both trainers get: same model file, images, rank, LR, steps.
+    `--enable_bucket`: the synthetic images (64–160 px) are smaller than the resolution, and
+    sd-scripts refuses to upscale them without buckets ("image size is small")."""
     argv = ["--pretrained_model_name_or_path", str(model), "--train_data_dir", str(data),
+            "--enable_bucket",
             "--caption_extension", ".txt", "--resolution", str(resolution), "--output_dir", str(out),
             "--network_dim", "16", "--network_alpha", "16", "--learning_rate", "1e-4",
             "--train_batch_size", "1", "--max_train_steps", str(steps), "--seed", "0",

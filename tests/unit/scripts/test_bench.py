@@ -38,6 +38,7 @@ def test_sd_scripts_argv_carries_our_flags_and_its_offline_needs() -> None:
                         ("--pretrained_model_name_or_path", str(model))]:
         assert _flag(peer, name) == value
     assert "--cache_latents" in peer and "--sdpa" in peer and "--full_bf16" not in peer
+    assert "--enable_bucket" in peer and "--enable_bucket" in ours  # small images: upscale
     full = bench.sd_scripts_argv(Path("/py"), Path("/sds"), Path("/tok"), model, data, Path("/o"),
                                  256, 5, False, "full_bf16")
     assert "--full_bf16" in full and "--cache_latents" not in full
