@@ -129,6 +129,8 @@ class TrainSettings:
     save_precision: SavePrecision | None = None
     full_fp16: bool = False
     full_bf16: bool = False
+    # Kohya's --no_half_vae: keep the VAE float32 under bf16 (SD1.x; SDXL's VAE is always float32).
+    no_half_vae: bool = False
     gradient_checkpointing: bool = False
     cache_latents: bool = False
     noise_offset: float | None = None

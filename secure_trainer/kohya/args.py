@@ -83,7 +83,7 @@ _ROWS: tuple[tuple[str, OptionKind, ValueType, object, dict[str, object]], ...] 
     ("v_parameterization", _I, "flag", False, {}),
     ("vae", _I, "path", None, {}),
     ("tokenizer_cache_dir", _W, "str", None, {"why": _TOKENIZER}),
-    ("no_half_vae", _W, "flag", False, {"why": "the VAE always runs in float32"}),
+    ("no_half_vae", _I, "flag", False, {}),
     ("lowram", _W, "flag", False, {"why": _SPEED}),
     ("highvram", _W, "flag", False, {"why": _SPEED}),
     # -- SDXL (sdxl_train_network.py; sdxl_train_util.add_sdxl_training_arguments)

@@ -325,6 +325,7 @@ def parse_train_args(argv: list[str], *, warn: Warn) -> TrainSettings:
         save_precision=values["save_precision"],
         full_fp16=bool(values["full_fp16"]),
         full_bf16=bool(values["full_bf16"]),
+        no_half_vae=bool(values["no_half_vae"]),
         gradient_checkpointing=bool(values["gradient_checkpointing"]),
         cache_latents=bool(values["cache_latents"]),
         max_data_loader_n_workers=int(values["max_data_loader_n_workers"]),
