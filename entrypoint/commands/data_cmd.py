@@ -171,7 +171,9 @@ def _write_face_report(dest: Path, options: SanitizeOptions, report: SanitizeRep
 
     data = {"people": people, "blur_faces": options.blur_faces,
             "face_detector": detector_name() if options.blur_faces else None,
-            "faces_blurred": report.faces_blurred}
+            "faces_blurred": report.faces_blurred,
+            "face_scan": options.find_faces and not options.blur_faces,
+            "faces_found_not_blurred": report.faces_found_not_blurred}
     if dest.is_dir():
         atomic_write(dest / IMPORT_REPORT, json.dumps(data, sort_keys=True).encode())
 
@@ -225,6 +227,9 @@ def register(root: typer.Typer, groups: CommandGroups) -> None:
         people: bool = typer.Option(False, "--people", help="Mark the dataset as showing people "
                                     "(policy: dataset.people_faces_blurred)."),
         caption_csv: Path | None = _CAPTION_CSV,
+        face_scan: bool = typer.Option(
+            True, "--face-scan/--no-face-scan", help="Without --blur-faces, still count the "
+            "faces left visible (policy: dataset.faces_found_blurred); on by default."),
     ) -> None:
         """Sanitize SRC into the workspace's datasets/NAME and record it in the registry."""
         from entrypoint.run.seal import retention_days_option
@@ -235,7 +240,7 @@ def register(root: typer.Typer, groups: CommandGroups) -> None:
                            max_pixels)
         options = replace(options, dicom=dicom_request(window, dicom_bits, dicom_dates,
                                                        allow_burned_in, dicom_caption),
-                          pii_region=pii_region_option(pii_region))
+                          pii_region=pii_region_option(pii_region), find_faces=face_scan)
         ws = resolve_workspace(workspace, unsafe_plaintext=unsafe_plaintext_dest)
         src_abs = src.resolve()
         if src_abs.is_relative_to(ws) or ws.is_relative_to(src_abs):

@@ -83,7 +83,7 @@ def decode_ids_from_env(env: Mapping[str, str]) -> tuple[int, int] | None:
 def _warm_up(request: DecodeRequest) -> None:
     """Load every module and plugin the decoder will need, in the parent, before the fork:
     the dropped child may not be able to read the Python runtime's files."""
-    if request.blur_faces:
+    if request.blur_faces or request.find_faces:
         import cv2
 
         # A fork copies only the calling thread: OpenCV's worker pool would be gone in the
@@ -267,9 +267,11 @@ class IsolatedDecoder:
                 raise ImageRejected(RejectReason.DECODER_CRASHED)
             raise ImageRejected(reason)
         kinds, faces = header.get("kinds"), header.get("faces")
+        found = header.get("faces_found", 0)
         dicom = _dicom_info(header.get("dicom"))
         if (not data or dicom is False or not isinstance(kinds, list) or not isinstance(faces, int)
                 or not 0 <= faces <= _MAX_FACES
+                or not isinstance(found, int) or not 0 <= found <= _MAX_FACES
                 or not all(isinstance(k, str) and _KIND_RE.match(k) for k in kinds)):
             self._kill()
             raise ImageRejected(RejectReason.DECODER_CRASHED)
@@ -282,6 +284,7 @@ class IsolatedDecoder:
             if meta.format != fmt or meta.has_any:
                 raise ImageRejected(RejectReason.METADATA_SURVIVED)
         return DecodedImage(data=data[0], metadata_kinds=tuple(kinds), faces=faces,
+                            faces_found=found,
                             frames=tuple(data[1:]),
                             dicom=dicom if isinstance(dicom, DicomInfo) else None)
 

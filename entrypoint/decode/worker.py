@@ -53,7 +53,8 @@ def _decode_here(raw: bytes, request: DecodeRequest, limit: int, out_fd: int) ->
         try:
             img = decode_any(raw, request)
             header: dict[str, object] = {"ok": True, "kinds": list(img.metadata_kinds),
-                                         "faces": img.faces, "frames": len(img.frames)}
+                                         "faces": img.faces, "faces_found": img.faces_found,
+                                         "frames": len(img.frames)}
             if img.dicom is not None:
                 header["dicom"] = {"patient_id": img.dicom.patient_id,
                                    "caption": img.dicom.caption}

@@ -169,6 +169,7 @@ class DatasetFacts:
     people_datasets: int = 0  # marked as showing people (--people, or subjects recorded)
     people_not_blurred: int = 0  # of those, imported without --blur-faces
     faces_haar_fallback: int = 0  # imported with --blur-faces on the Haar fallback (no model)
+    faces_found_not_blurred: int = 0  # faces the import's scan found and left visible (no blur)
 
 
 @dataclass(frozen=True)

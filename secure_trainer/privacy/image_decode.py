@@ -117,6 +117,8 @@ class DecodeRequest:
     resolution: tuple[int, int] | None = None
     """(width, height): resize to cover and centre-crop."""
     blur_faces: bool = False
+    find_faces: bool = False
+    """Count faces without blurring them (the policy fact `dataset.faces_found_not_blurred`)."""
     max_pixels: int = 64_000_000
     """Decompression-bomb guard, checked from the header before any pixel is decoded."""
     dicom: DicomRequest = DicomRequest()
@@ -125,7 +127,8 @@ class DecodeRequest:
         """A JSON-able form for the decoder process."""
         return {"output_format": self.output_format,
                 "resolution": list(self.resolution) if self.resolution else None,
-                "blur_faces": self.blur_faces, "max_pixels": self.max_pixels,
+                "blur_faces": self.blur_faces, "find_faces": self.find_faces,
+                "max_pixels": self.max_pixels,
                 "dicom": self.dicom.to_json()}
 
     @classmethod
@@ -137,7 +140,9 @@ class DecodeRequest:
         res = data["resolution"]
         return cls(output_format=fmt,
                    resolution=(int(res[0]), int(res[1])) if res is not None else None,
-                   blur_faces=bool(data["blur_faces"]), max_pixels=int(data["max_pixels"]),
+                   blur_faces=bool(data["blur_faces"]),
+                   find_faces=bool(data.get("find_faces", False)),
+                   max_pixels=int(data["max_pixels"]),
                    dicom=DicomRequest.from_json(data["dicom"]) if "dicom" in data
                    else DicomRequest())
 
@@ -161,6 +166,8 @@ class DecodedImage:
     """The metadata kinds the source carried (none survive in `data`)."""
     faces: int
     """Faces blurred."""
+    faces_found: int = 0
+    """Faces found and left as they are (`find_faces` without `blur_faces`)."""
     frames: tuple[bytes, ...] = ()
     """Further frames of a multi-frame source (DICOM), each encoded like `data`."""
     dicom: DicomInfo | None = None
@@ -254,9 +261,11 @@ def decode_image(raw: bytes, request: DecodeRequest) -> DecodedImage:
     if _looks_truncated(raw, meta.format):
         raise ImageRejected(RejectReason.TRUNCATED)
     img = _decode(raw, meta.format, request.max_pixels)
-    faces = 0
+    faces = found = 0
     if request.blur_faces:
         img, faces = _face_blurrer().blur(img)
+    elif request.find_faces:
+        found = len(_face_blurrer().detect(img))
     if request.resolution is not None:
         img = ImageOps.fit(img, request.resolution, Image.Resampling.LANCZOS)
     # SECURITY: a fresh image from raw pixels carries no `info` dict at all.
@@ -270,4 +279,5 @@ def decode_image(raw: bytes, request: DecodeRequest) -> DecodedImage:
     data = buf.getvalue()
     if inspect_bytes(data).has_any:  # fail closed if an encoder ever adds metadata
         raise ImageRejected(RejectReason.METADATA_SURVIVED)
-    return DecodedImage(data=data, metadata_kinds=tuple(sorted(meta.kinds)), faces=faces)
+    return DecodedImage(data=data, metadata_kinds=tuple(sorted(meta.kinds)), faces=faces,
+                        faces_found=found)

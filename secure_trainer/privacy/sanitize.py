@@ -70,6 +70,8 @@ class SanitizeOptions:
     output_format: Literal["png", "webp"] = "png"
     resolution: tuple[int, int] | None = None  # (width, height): resize to cover + centre crop
     blur_faces: bool = False
+    find_faces: bool = False
+    """Without blur: count faces anyway, so an import can report faces it left visible."""
     pii_mode: PiiMode = PiiMode.REDACT
     deny_list: tuple[str, ...] = ()
     caption_extensions: tuple[str, ...] = (".txt", ".caption")
@@ -90,7 +92,9 @@ class SanitizeOptions:
     def decode_request(self) -> DecodeRequest:
         """The part of these options the image decoder needs."""
         return DecodeRequest(output_format=self.output_format, resolution=self.resolution,
-                             blur_faces=self.blur_faces, max_pixels=self.max_pixels,
+                             blur_faces=self.blur_faces,
+                             find_faces=self.find_faces and not self.blur_faces,
+                             max_pixels=self.max_pixels,
                              dicom=self.dicom)
 
 
@@ -115,6 +119,7 @@ class SanitizeReport:
     images_unchanged: int = 0
     captions_written: int = 0
     faces_blurred: int = 0
+    faces_found_not_blurred: int = 0
     duplicates: int = 0
     ignored_files: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
@@ -127,6 +132,7 @@ class SanitizeReport:
         return {
             "images_written": self.images_written, "images_unchanged": self.images_unchanged,
             "captions_written": self.captions_written, "faces_blurred": self.faces_blurred,
+            "faces_found_not_blurred": self.faces_found_not_blurred,
             "duplicates": self.duplicates, "ignored_files": self.ignored_files,
             "rejected": dict(sorted(self.rejected.items())),
             "metadata_removed": dict(sorted(self.metadata_removed.items())),
@@ -313,6 +319,7 @@ def _import_one(src: Path, dst: Path, rel: PurePosixPath, size: int, pipeline: _
     suffix = ".png" if out.dicom is not None else f".{opts.output_format}"
     report.metadata_removed.update(out.metadata_kinds)
     report.faces_blurred += out.faces
+    report.faces_found_not_blurred += out.faces_found
     for index, (data, digest) in enumerate(zip(frames, digests, strict=True)):
         report.duplicates += digest in seen
         seen.add(digest)

@@ -47,6 +47,9 @@ def _face_counts(dataset_dirs: Iterable[Path]) -> Counter[str]:
             out["people"] += 1
             out["people_not_blurred"] += not blurred
         out["haar"] += blurred and report.get("face_detector") == "haar"
+        found = report.get("faces_found_not_blurred")
+        if not blurred and isinstance(found, int) and not isinstance(found, bool) and found > 0:
+            out["faces_found_not_blurred"] += found
     return out
 
 
@@ -128,4 +131,5 @@ def gather(ctx: PolicyContext) -> DatasetFacts:
         pii_by_type=dict(sorted(pii_by_type.items())), config_strings_with_pii=config_pii,
         people_datasets=faces["people"], people_not_blurred=faces["people_not_blurred"],
         faces_haar_fallback=faces["haar"],
+        faces_found_not_blurred=faces["faces_found_not_blurred"],
     )

@@ -130,3 +130,22 @@ def test_model_found_by_env_and_absent_means_haar(tmp_path: Path,
     monkeypatch.setattr("sys.prefix", str(tmp_path / "no-venv"))
     monkeypatch.setenv("ST_FACE_MODEL_DIR", str(tmp_path / "empty"))
     assert default_detector().name == "haar"
+
+
+def test_face_scan_counts_without_blurring() -> None:
+    """find_faces counts the face and leaves every pixel as the plain decode writes it."""
+    import io
+
+    from secure_trainer.privacy.image_decode import DecodeRequest, decode_image
+
+    buf = io.BytesIO()
+    real_face_photo().save(buf, "PNG")
+    raw = buf.getvalue()
+    plain = decode_image(raw, DecodeRequest())
+    scanned = decode_image(raw, DecodeRequest(find_faces=True))
+    blurred = decode_image(raw, DecodeRequest(blur_faces=True, find_faces=True))
+    assert (plain.faces_found, scanned.faces_found) == (0, 1)
+    assert scanned.data == plain.data and scanned.faces == 0
+    assert (blurred.faces, blurred.faces_found) == (1, 0) and blurred.data != plain.data
+    request = DecodeRequest(find_faces=True)
+    assert DecodeRequest.from_json(request.to_json()) == request
