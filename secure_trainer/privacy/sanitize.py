@@ -93,7 +93,7 @@ class SanitizeOptions:
         """The part of these options the image decoder needs."""
         return DecodeRequest(output_format=self.output_format, resolution=self.resolution,
                              blur_faces=self.blur_faces,
-                             find_faces=self.find_faces and not self.blur_faces,
+                             find_faces=self.find_faces,
                              max_pixels=self.max_pixels,
                              dicom=self.dicom)
 
