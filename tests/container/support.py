@@ -7,6 +7,7 @@ bind-mounted files, never as env values or argv.
 from __future__ import annotations
 
 import subprocess
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,3 +122,14 @@ def run_container(image: str, flags: list[str], args: list[str], *, keep: bool =
         docker("rm", "-f", name, check=False)
         raise
     return ContainerResult(proc.returncode, proc.stdout, proc.stderr, name)
+
+
+def wait_for_log(name: str, text: str, deadline_s: float) -> bool:
+    """Poll container `name`'s logs until `text` shows up (True) or `deadline_s` passes (False)."""
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        logs = docker("logs", name, check=False)
+        if text in (logs.stdout + logs.stderr).decode(errors="replace"):
+            return True
+        time.sleep(0.5)
+    return False

@@ -9,26 +9,21 @@ namespace — recover, record `recovered_stale_run`, and train to a sealed LoRA.
 from __future__ import annotations
 
 import json
-import time
 import uuid
 
 import pytest
 
-from tests.container.support import TRAIN_ARGS, ContainerCase, docker, run_container
+from tests.container.support import (
+    TRAIN_ARGS,
+    ContainerCase,
+    docker,
+    run_container,
+    wait_for_log,
+)
 
 pytestmark = [pytest.mark.docker, pytest.mark.integration, pytest.mark.root]
 
 STATE = "/state"
-
-
-def _wait_for(name: str, text: str, deadline_s: float) -> bool:
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        logs = docker("logs", name, check=False)
-        if text in (logs.stdout + logs.stderr).decode(errors="replace"):
-            return True
-        time.sleep(0.5)
-    return False
 
 
 def test_docker_kill_then_next_start_recovers(image: str, container_case: ContainerCase) -> None:
@@ -40,7 +35,7 @@ def test_docker_kill_then_next_start_recovers(image: str, container_case: Contai
     try:
         docker("run", "-d", "--name", name, *flags, image, "run", "--policy", "dev",
                *TRAIN_ARGS, "--max_train_steps", "400")
-        assert _wait_for(name, "[train]", 240), docker("logs", name, check=False).stderr[-2000:]
+        assert wait_for_log(name, "[train]", 240), docker("logs", name, check=False).stderr[-2000:]
         docker("kill", name)
         docker("rm", "-f", name, check=False)
         result = run_container(image, flags, ["run", "--policy", "dev", *TRAIN_ARGS,

@@ -14,12 +14,17 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
 import uuid
 
 import pytest
 
-from tests.container.support import TRAIN_ARGS, ContainerCase, docker, run_container
+from tests.container.support import (
+    TRAIN_ARGS,
+    ContainerCase,
+    docker,
+    run_container,
+    wait_for_log,
+)
 
 pytestmark = [pytest.mark.docker, pytest.mark.integration, pytest.mark.root]
 
@@ -31,16 +36,6 @@ def _rules_of(uid: int) -> list[str]:
     out = subprocess.run(["auditctl", "-l"], capture_output=True, text=True, timeout=30,
                          check=True).stdout
     return [line for line in out.splitlines() if KEY in line and f"uid={uid} " in f"{line} "]
-
-
-def _wait_for(name: str, text: str, deadline_s: float) -> bool:
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        logs = docker("logs", name, check=False)
-        if text in (logs.stdout + logs.stderr).decode(errors="replace"):
-            return True
-        time.sleep(0.5)
-    return False
 
 
 def test_docker_kill_leaves_kernel_rules_that_the_next_start_removes(
@@ -56,7 +51,7 @@ def test_docker_kill_leaves_kernel_rules_that_the_next_start_removes(
     try:
         docker("run", "-d", "--name", name, *flags, image, "run", "--policy", "dev",
                *TRAIN_ARGS, "--max_train_steps", "400")
-        assert _wait_for(name, "[train]", 240), docker("logs", name, check=False).stderr[-2000:]
+        assert wait_for_log(name, "[train]", 240), docker("logs", name, check=False).stderr[-2000:]
         assert _rules_of(uid), "the run loaded no rule for its training uid"
         docker("kill", name)
         docker("wait", name, timeout=60)
