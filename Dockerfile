@@ -60,6 +60,7 @@ ENV DEBIAN_FRONTEND=noninteractive
 # hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 gocryptfs fuse3 auditd tini ca-certificates \
+    libtcmalloc-minimal4 \
  && apt-get clean \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/cache/debconf/*-old /var/log/* \
            /usr/share/doc/* /usr/share/man/* /root/.cache

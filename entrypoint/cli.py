@@ -80,8 +80,12 @@ def install_signal_handlers() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry point; returns (and exits with) the contract's exit code."""
-    install_signal_handlers()
     args = sys.argv[1:] if argv is None else argv
+    if argv is None:  # the real process entry (not an in-process call): may exec itself anew
+        from entrypoint.allocator import reexec_with_allocator
+
+        reexec_with_allocator([a for a in args if a != "--debug"])
+    install_signal_handlers()
     debug = "--debug" in args
     args = [a for a in args if a != "--debug"]
     code = 0

@@ -121,8 +121,9 @@ def run_measured(argv: list[str], *, warmup: int, timeout: float,
 def kohya_flags(model: Path, data: Path, out: Path, resolution: int, steps: int, cache: bool,
                 precision: str = "fp32") -> list[str]:
     """The train_network.py flags both trainers get: same model file, images, rank, LR, steps.
-    `--enable_bucket`: the synthetic images (64–160 px) are smaller than the resolution, and
-    sd-scripts refuses to upscale them without buckets ("image size is small")."""
+    `--enable_bucket`: the tiny case's images (64–160 px) are smaller than the resolution, and
+    sd-scripts refuses to upscale them without buckets ("image size is small"); with the square
+    images of the SD1.5-size cases every bucket is res x res."""
     argv = ["--pretrained_model_name_or_path", str(model), "--train_data_dir", str(data),
             "--enable_bucket",
             "--caption_extension", ".txt", "--resolution", str(resolution), "--output_dir", str(out),
@@ -193,9 +194,24 @@ def prepare_sdxl(root: Path, *, full: bool) -> tuple[Path, Path | None]:
     return tiny, big if full else None
 
 
+def square_data(root: Path, side: int) -> Path:
+    """(Create or reuse) the synthetic dataset with every image `side`x`side` px, for the
+    SD1.5-size cases. Mixed aspect ratios would put each trainer on the bucket shapes of the
+    images it happens to draw at the measured steps, and sd-scripts draws in another order than
+    ours: at 256 px that alone moved a median by more than the difference being measured. One
+    square size at or above every resolution gives all three trainers the same res x res shape
+    every step, and still makes each decode and downscale a real image."""
+    data = root / f"data-square{side}"
+    if not (data / "10_subject").is_dir():
+        subprocess.run([str(BIN / "secure-trainer"), "dev", "dataset", "--square", str(side),
+                        str(data)], check=True, env=_env(), timeout=300, stdout=subprocess.DEVNULL)
+    return data
+
+
 def prepare(root: Path, *, full: bool) -> tuple[Path, Path, Path | None]:
-    """Create (or reuse) the tiny model, the full-size model and the synthetic dataset,
-    each through `secure-trainer dev ...` in a subprocess (see the module docstring)."""
+    """Create (or reuse) the tiny model, the full-size model and the synthetic dataset
+    (mixed sizes, 64–160 px), each through `secure-trainer dev ...` in a subprocess (see the
+    module docstring)."""
     cli = str(BIN / "secure-trainer")
     data = root / "data"
     if not (data / "10_subject").is_dir():
@@ -213,6 +229,9 @@ def prepare(root: Path, *, full: bool) -> tuple[Path, Path, Path | None]:
     return tiny, data, big if full else None
 
 
+GLIBC = " (glibc malloc)"
+
+
 def table(rows: list[Measurement]) -> str:
     """Markdown table: per case, s/step and peak RSS with ratios to the bare loop (same case)
     and to sd-scripts (same case and variant name after `sd-scripts`/`ours`)."""
@@ -223,8 +242,9 @@ def table(rows: list[Measurement]) -> str:
             "× sd-scripts | start→step 1 s |"),
            "|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        base = bare.get(r.case) if r.variant in ("ours", "ours fp32") else None
-        peer = (peers.get((r.case, r.variant.removeprefix("ours")))
+        base = bare.get(r.case) if r.variant.removesuffix(GLIBC) in ("ours", "ours fp32") \
+            else None
+        peer = (peers.get((r.case, r.variant.removeprefix("ours").removesuffix(GLIBC)))
                 if r.variant.startswith("ours") else None)
         speed = f"{r.seconds_per_step / base.seconds_per_step:.2f}" if base else "-"
         vs_peer = f"{r.seconds_per_step / peer.seconds_per_step:.2f}" if peer else "-"
@@ -310,11 +330,12 @@ def peer_from_env() -> Peer | None:
 
 def full_cases(model_file: Path, data: Path, root: Path, resolutions: list[int], steps: int,
                precisions: list[str], peer: Peer | None, tokenizers: Path | None,
-               cached_precisions: list[str] | None = None,
+               cached_precisions: list[str] | None = None, glibc: bool = False,
                ) -> list[tuple[str, str, list[str], Path]]:
     """(case, variant, argv, cwd) for the SD1.5-size model: per resolution the bare loop (fp32)
     once, then per (cache, precision) sd-scripts (when given) directly followed by ours.
-    `cached_precisions` (default: `precisions`) are the precisions run with --cache_latents."""
+    `cached_precisions` (default: `precisions`) are the precisions run with --cache_latents;
+    `glibc` adds ours fp32 uncached once more with ST_ALLOCATOR=system."""
     runs: list[tuple[str, str, list[str], Path]] = []
     diffusers_dir = model_file.parent / "diffusers"
     for res in resolutions:
@@ -329,9 +350,14 @@ def full_cases(model_file: Path, data: Path, root: Path, resolutions: list[int],
                         peer.python, peer.checkout, tokenizers, model_file, data,
                         root / "runs" / "sd-scripts", res, steps, cache, precision),
                         peer.checkout))
-                runs.append((case, "ours" + label, ours_argv(
-                    model_file, data, root / "runs" / "ours", res, steps, cache, precision),
-                    REPO))
+                argv = ours_argv(model_file, data, root / "runs" / "ours", res, steps, cache,
+                                 precision)
+                runs.append((case, "ours" + label, argv, REPO))
+                if glibc and precision == "fp32" and not cache:
+                    # The same run on glibc malloc (entrypoint/allocator.py): what the allocator
+                    # alone is worth, and our overhead over the bare loop, which runs on glibc.
+                    runs.append((case, "ours" + label + GLIBC, ["env", "ST_ALLOCATOR=system",
+                                                                 *argv], REPO))
     return runs
 
 
@@ -348,6 +374,8 @@ def main() -> None:
                         help="comma list of fp32, bf16, full_bf16 for the SD1.5-size cases")
     parser.add_argument("--cached-precisions", default=None,
                         help="precisions of the --cache_latents runs (default: --precisions)")
+    parser.add_argument("--glibc", action="store_true",
+                        help="add ours fp32 uncached on glibc malloc (ST_ALLOCATOR=system)")
     parser.add_argument("--envelope", action="store_true",
                         help="add `run` minus `train` on the tiny model (needs root, FUSE)")
     parser.add_argument("--sdxl", action="store_true", help="add the tiny SDXL case (64 px)")
@@ -379,8 +407,9 @@ def main() -> None:
         resolutions = [256, 512] if args.full_512 else [256]
         if args.resolutions:
             resolutions = [int(r) for r in args.resolutions.split(",") if r.strip()]
-        runs += full_cases(model_file, data, root, resolutions, args.full_steps, precisions,
-                           peer, tokenizers, cached)
+        full_data = square_data(root, max([512, *resolutions]))
+        runs += full_cases(model_file, full_data, root, resolutions, args.full_steps, precisions,
+                           peer, tokenizers, cached, glibc=args.glibc)
     if args.sdxl or args.sdxl_full or args.only_sdxl:
         sdxl_tiny, sdxl_big = prepare_sdxl(root, full=args.sdxl_full)
         sdxl = [("tiny SDXL 64px (recipe)", sdxl_tiny, 64, args.tiny_steps)]

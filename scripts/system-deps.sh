@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Debian packages the trainer's secure envelope and its tests need. Idempotent.
 set -euo pipefail
-pkgs=(gocryptfs fuse3 auditd docker.io debootstrap iproute2)
+pkgs=(gocryptfs fuse3 auditd docker.io debootstrap iproute2 libtcmalloc-minimal4)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

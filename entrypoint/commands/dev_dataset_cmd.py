@@ -22,12 +22,15 @@ def dataset(
     out: Annotated[Path, typer.Argument(help="Folder to create; it becomes the --train_data_dir.")],
     sdxl: Annotated[bool, typer.Option(
         "--sdxl", help="SDXL-sized images (512-1280 px sides, for 1024 px buckets).")] = False,
+    square: Annotated[int | None, typer.Option(
+        "--square", min=8, max=4096, metavar="PX",
+        help="Every image PX x PX (one bucket shape; for benchmarks).")] = None,
 ) -> None:
     """Write a small synthetic dataset (coloured shapes, `.txt` captions) into OUT."""
     from secure_trainer.errors import ConfigError
 
     try:
-        train_data_dir = make_dataset(out, scale=SDXL_SCALE if sdxl else 1)
+        train_data_dir = make_dataset(out, scale=SDXL_SCALE if sdxl else 1, square=square)
     except OSError:
         raise ConfigError("could not write the synthetic dataset (is OUT writable?)") from None
     summary = summarize(train_data_dir)

@@ -42,6 +42,9 @@ def run_train(kohya_args: list[str], *, log_level: str, quiet: bool, progress_ev
 
     harden_env()
     logger = configure_quiet_logging(log_level)
+    from entrypoint.allocator import active_allocator
+
+    logger.info("memory allocator: %s", active_allocator())  # tcmalloc or system (allocator.py)
     import os
 
     from entrypoint.run.train_register import (

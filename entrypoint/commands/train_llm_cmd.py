@@ -54,6 +54,9 @@ def run_train_llm(args: list[str], *, log_level: str, quiet: bool, progress_ever
 
     harden_env()
     logger = configure_quiet_logging(log_level)
+    from entrypoint.allocator import active_allocator
+
+    logger.info("memory allocator: %s", active_allocator())  # tcmalloc or system (allocator.py)
     from secure_trainer.llm.config import load_config
     from secure_trainer.llm.train import train_llm
     from secure_trainer.train.progress import RunSummary, format_summary, make_progress

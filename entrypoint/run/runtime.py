@@ -24,7 +24,7 @@ from pathlib import Path
 
 from entrypoint.errors import ConfigError
 
-__all__ = ["check_trainer_python", "runtime_problem", "trainer_python"]
+__all__ = ["check_trainer_python", "runtime_problem", "trainer_python", "trusted_file"]
 
 _MAX_LINK_HOPS = 40  # as the kernel's ELOOP limit: a link cycle is refused, not followed forever
 _UNSAFE_BITS = stat.S_IWGRP | stat.S_IWOTH
@@ -79,6 +79,21 @@ def runtime_problem(python: Path, uid: int) -> str | None:
     except OSError:
         return "cannot be inspected"
     return None
+
+
+def trusted_file(path: Path, uid: int) -> Path | None:
+    """The real path of `path` when it is a regular file that root owns and no group or other
+    user may write, reached only through root-owned directories that no group or other may
+    change (links resolved hop by hop) and that `uid` can traverse; else None. Used for a
+    shared library the training child preloads (entrypoint/allocator.py)."""
+    try:
+        real = _safe_chain(path, uid)
+        st = os.lstat(real)
+    except (_Unsafe, OSError):
+        return None
+    if not stat.S_ISREG(st.st_mode) or st.st_uid != 0 or st.st_mode & _UNSAFE_BITS:
+        return None
+    return real
 
 
 class _Unsafe(Exception):

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from entrypoint.allocator import child_allocator_env
 from entrypoint.errors import ConfigError, DataRejected, SecureTrainerError
 from entrypoint.redact import Redactor
 from entrypoint.run.privileges import PreparedDrop
@@ -152,7 +153,9 @@ def run_trainer(args: list[str], *, cwd: Path, tmp: Path, ids: tuple[int, int] |
         with deferred_signals():  # a signal between fork and assignment must not lose the pid
             proc = subprocess.Popen(
                 trainer_argv(args, command, python), cwd=cwd,
-                env=trainer_env(tmp, extra_env), stdin=subprocess.DEVNULL,
+                env=trainer_env(tmp, {**child_allocator_env(os.environ, ids[0] if ids
+                                                            else os.getuid()), **extra_env}),
+                stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                 # The hook only calls prctl/set*id (no locks taken in Python code); the Vault
                 # renewal thread cannot leave it deadlocked.

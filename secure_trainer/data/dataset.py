@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from secure_trainer.data.buckets import BucketPlanner, Size, sdxl_time_ids
@@ -23,7 +24,12 @@ from secure_trainer.data.captions import (
     process_caption,
     read_caption,
 )
-from secure_trainer.data.image_io import list_images, load_training_image, probe_size
+from secure_trainer.data.image_io import (
+    decode_training_image,
+    list_images,
+    probe_size,
+    to_training_tensor,
+)
 from secure_trainer.errors import DataRejected
 from secure_trainer.settings import DatasetSettings, SubsetSettings
 
@@ -290,9 +296,16 @@ class KohyaDataset:
         With `rng`, subsets with random_crop / color_aug get a random crop / colour jitter;
         without it the crop is centred and colours are untouched. Raises DataRejected.
         """
+        return to_training_tensor(self.decode_image(index, flip=flip, rng=rng))
+
+    def decode_image(
+        self, index: int, *, flip: bool = False, rng: random.Random | None = None
+    ) -> np.ndarray:
+        """`load_image` before the tensor: RGB uint8 HWC (no torch call; the prefetch thread's
+        part). Raises DataRejected."""
         record = self.records[index]
         subset = self._subset(index)
-        return load_training_image(
+        return decode_training_image(
             self._paths[index],
             index,
             expected_size=record.original_size,

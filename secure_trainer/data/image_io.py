@@ -115,7 +115,13 @@ def color_jitter(image: np.ndarray, rng: random.Random) -> np.ndarray:
     return np.clip(image.astype(np.float32) ** gamma, 0, 255).astype(np.uint8)
 
 
-def load_training_image(
+def to_training_tensor(image: np.ndarray) -> torch.Tensor:
+    """An RGB uint8 HWC array → [3,H,W] float32 in [-1,1]."""
+    tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).to(torch.float32)
+    return tensor / 127.5 - 1.0
+
+
+def decode_training_image(
     path: Path,
     index: int,
     *,
@@ -126,11 +132,14 @@ def load_training_image(
     flip: bool,
     crop_rng: random.Random | None,
     color_rng: random.Random | None,
-) -> torch.Tensor:
-    """Decode, cover-resize to `resized`, crop to `bucket`, augment → [3,H,W] float32 in [-1,1].
+) -> np.ndarray:
+    """Decode, cover-resize to `resized`, crop to `bucket`, augment → RGB uint8 HWC array
+    (`to_training_tensor` makes the training tensor of it).
 
     `crop_rng` given ⇒ random crop offset, else centre; `color_rng` given ⇒ colour jitter.
     Raises DataRejected when the file is unreadable or changed size since the dataset was scanned.
+    No torch call: the prefetch thread runs this, and a torch op there would start a second
+    OpenMP pool beside the training step's on the same cores.
     """
     image = _decode_rgb(path, index)
     if (image.shape[1], image.shape[0]) != expected_size:
@@ -142,5 +151,4 @@ def load_training_image(
         image = color_jitter(image, color_rng)
     if flip:
         image = image[:, ::-1]
-    tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).to(torch.float32)
-    return tensor / 127.5 - 1.0
+    return image

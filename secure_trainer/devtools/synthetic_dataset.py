@@ -72,7 +72,7 @@ HOLDOUT_SEED = 4321
 
 
 def make_dataset(out: Path, *, seed: int = 1234, per_subset: int = len(_IMAGES),
-                 textured: bool = False, scale: int = 1) -> Path:
+                 textured: bool = False, scale: int = 1, square: int | None = None) -> Path:
     """Write `out/10_subject/` and `out/5_style/` (`per_subset` images each, `.txt` captions)
     and return `out`.
 
@@ -82,7 +82,9 @@ def make_dataset(out: Path, *, seed: int = 1234, per_subset: int = len(_IMAGES),
     same distribution (see `make_holdout`). `textured` puts a random colour grid behind each
     shape (images a LoRA can memorise individually). Raises OSError only if `out` is not
     writable. `scale` multiplies every image side (`dev dataset --sdxl`: 8, so 512–1280 px
-    images, the sizes SDXL's 1024 px buckets expect).
+    images, the sizes SDXL's 1024 px buckets expect). `square` makes every image `square`×`square`
+    px instead (`dev dataset --square`): one bucket shape at any resolution up to that side, so
+    trainers that draw images in different orders still train on identical shapes (benchmarks).
     """
     out.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
@@ -91,7 +93,7 @@ def make_dataset(out: Path, *, seed: int = 1234, per_subset: int = len(_IMAGES),
         subset_dir.mkdir(exist_ok=True)
         for i in range(per_subset):
             width, height, fmt = _IMAGES[i % len(_IMAGES)]
-            width, height = width * scale, height * scale
+            width, height = (square, square) if square else (width * scale, height * scale)
             bg_name, bg_rgb = _BACKGROUNDS[i % len(_BACKGROUNDS)]
             image = _draw(width, height, rgb, shape, bg_rgb, rng, textured)
             stem = f"{shape}_{i:02d}"

@@ -42,7 +42,13 @@ from secure_trainer.train.setup import (
     weight_dtype,
 )
 from secure_trainer.train.state import LoadedState, Position, apply_state, read_state, restore_rng
-from secure_trainer.train.step import StepContext, batch_loss, load_batch_images, sdxl_context
+from secure_trainer.train.step import (
+    StepContext,
+    batch_loss,
+    batch_tensor,
+    decode_batch_images,
+    sdxl_context,
+)
 from secure_trainer.train.types import BatchSampler, ModelParts, TrainHooks, TrainResult, hook
 
 __all__ = ["ModelParts", "ProgressSink", "TrainHooks", "TrainResult", "train"]
@@ -88,12 +94,14 @@ def _batch_stream(batches: list[tuple[int, Any]], skip: int, depth: int, dataset
 
     def load(entry: tuple[int, int, Any]) -> Any:
         _pos, number, batch = entry
-        return load_batch_images(dataset, batch, seed, epoch, number)
+        return decode_batch_images(dataset, batch, seed, epoch, number)
 
     stream = prefetched(pending, load, depth)
     try:
-        for (pos, number, batch), images in stream:
-            batch.images = images
+        for (pos, number, batch), decoded in stream:
+            # The tensor is made here, on the training thread: a torch op in the prefetch
+            # thread would start a second OpenMP pool on the cores the step uses.
+            batch.images = batch_tensor(decoded)
             yield pos, number, batch
             batch.images = None  # the step is done with it: free the decoded tensor
     finally:

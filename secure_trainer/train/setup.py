@@ -91,7 +91,18 @@ def make_accelerator(settings: TrainSettings) -> Any:
         # Share the usable cores between local processes instead of oversubscribing them.
         local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", accelerator.num_processes)))
         torch.set_num_threads(max(1, min(torch.get_num_threads(), cpu_budget() // local)))
+    single_threaded_image_ops()
     return accelerator
+
+
+def single_threaded_image_ops() -> None:
+    """OpenCV resizes on one thread in the trainer. Its own pool would start one thread per
+    core, which keep spinning after each resize on the very cores the training step's OpenMP
+    pool is using: on 2 cores that cost ~10 % of a 256 px SD1.5 step (docs/trainer.md). A
+    training image's resize is a few milliseconds; it gains nothing from more threads."""
+    import cv2
+
+    cv2.setNumThreads(1)
 
 
 def cpu_budget() -> int:

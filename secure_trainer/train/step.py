@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from secure_trainer.data.image_io import to_training_tensor
 from secure_trainer.data.latent_cache import VAE_STREAM, LatentCache, encode_latents
 from secure_trainer.data.te_cache import DiskTextCache, text_cache_for
 from secure_trainer.models.sdxl_text import TextCache, encode_pair, tokenize_pair
@@ -61,18 +62,30 @@ class StepContext:
     sdxl: SdxlContext | None = None
 
 
-def load_batch_images(dataset: Any, batch: Any, seed: int, epoch: int, number: int) -> torch.Tensor:
-    """Images of a batch yielded with load_images=False: [B,3,H,W] in [-1,1].
+def decode_batch_images(dataset: Any, batch: Any, seed: int, epoch: int,
+                        number: int) -> list[Any]:
+    """The decoded images of a batch yielded with load_images=False: RGB uint8 HWC arrays.
 
     Random crop / colour jitter draw from an RNG seeded by (seed, epoch, batch number), so the
-    result does not depend on which process or resume point loads the batch.
+    result does not depend on which process, thread or resume point decodes the batch. No torch
+    call (the prefetch thread runs this; see image_io.decode_training_image).
     """
+    rng = random.Random(f"{seed}/{AUGMENT_STREAM}/{epoch}/{number}")
+    return [dataset.decode_image(i, flip=f, rng=rng) for i, f in zip(batch.indices, batch.flipped)]
+
+
+def batch_tensor(decoded: list[Any]) -> torch.Tensor:
+    """[B,3,H,W] float32 in [-1,1] of `decode_batch_images`' arrays (on the training thread)."""
+    return torch.stack([to_training_tensor(image) for image in decoded])
+
+
+def load_batch_images(dataset: Any, batch: Any, seed: int, epoch: int, number: int) -> torch.Tensor:
+    """Images of a batch yielded with load_images=False: [B,3,H,W] in [-1,1] (the prefetched
+    tensor when the loop attached one)."""
     if batch.images is not None:
         loaded: torch.Tensor = batch.images
         return loaded
-    rng = random.Random(f"{seed}/{AUGMENT_STREAM}/{epoch}/{number}")
-    return torch.stack([dataset.load_image(i, flip=f, rng=rng)
-                        for i, f in zip(batch.indices, batch.flipped)])
+    return batch_tensor(decode_batch_images(dataset, batch, seed, epoch, number))
 
 
 def batch_latents(ctx: StepContext, dataset: Any, batch: Any, epoch: int,

@@ -84,3 +84,17 @@ def test_table_pairs_our_variants_with_sd_scripts_and_the_bare_loop() -> None:
     assert ours_fp32[7].strip() == "0.50"
     ours_bf16 = next(x for x in lines if "| ours bf16 --cache_latents |" in x).split("|")
     assert ours_bf16[4].strip() == "-" and ours_bf16[5].strip() == "0.75"
+
+
+def test_glibc_row_reruns_ours_fp32_on_the_system_allocator() -> None:
+    runs = bench.full_cases(Path("/m/full.safetensors"), Path("/d"), Path("/r"), [256], 5,
+                            ["fp32", "bf16"], None, None, glibc=True)
+    glibc = [(v, a) for _c, v, a, _w in runs if v.endswith(bench.GLIBC)]
+    assert [v for v, _a in glibc] == ["ours fp32" + bench.GLIBC]
+    ours = next(a for _c, v, a, _w in runs if v == "ours fp32")
+    assert glibc[0][1] == ["env", "ST_ALLOCATOR=system", *ours]
+    m = bench.Measurement
+    rows = [m("c", "bare", 5, 10.0, 2**30, 1, 1), m("c", "sd-scripts fp32", 5, 8.0, 2**31, 1, 1),
+            m("c", "ours fp32" + bench.GLIBC, 5, 9.0, 2**30, 1, 1)]
+    line = next(x for x in bench.table(rows).splitlines() if bench.GLIBC in x).split("|")
+    assert line[4].strip() == "0.90" and line[5].strip() == "1.12"

@@ -221,3 +221,19 @@ def test_dev_dataset_command_prints_counts_only(
     assert out.count("\n") == 0 and "2 subsets, 12 images, 11 captions" in out
     assert "circle" not in out and "subject" not in out and str(tmp_path) not in out
     assert (tmp_path / "out" / "10_subject").is_dir() and (tmp_path / "out" / "5_style").is_dir()
+
+
+def test_dev_dataset_square_gives_one_shape(tmp_path: Path) -> None:
+    """`dev dataset --square 96`: every image 96x96 (one bucket shape for benchmarks)."""
+    from PIL import Image
+
+    from entrypoint.cli import main
+
+    assert main(["dev", "dataset", "--square", "96", str(tmp_path / "out")]) == 0
+    images = [p for p in (tmp_path / "out").rglob("*") if p.suffix in {".png", ".jpg"}]
+    assert len(images) == 12
+    sizes = set()
+    for path in images:
+        with Image.open(path) as image:
+            sizes.add(image.size)
+    assert sizes == {(96, 96)}
