@@ -81,7 +81,7 @@ def install_signal_handlers() -> None:
 def main(argv: list[str] | None = None) -> int:
     """Console entry point; returns (and exits with) the contract's exit code."""
     args = sys.argv[1:] if argv is None else argv
-    if argv is None:  # the real process entry (not an in-process call): may exec itself anew
+    if argv is None:  # `python -m entrypoint.cli` (the console script did this in launch.py)
         from entrypoint.allocator import reexec_with_allocator
 
         reexec_with_allocator([a for a in args if a != "--debug"])
