@@ -7,6 +7,7 @@ dataset real image files, the Vault a real `bao server -dev` on loopback stopped
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -50,3 +51,13 @@ def dev_vault(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         yield vault
     finally:
         vault.stop()
+
+
+@pytest.fixture
+def root_safe_dir() -> Iterator[Path]:
+    """A root-owned 0755 directory on a root-owned, unwritable chain (/run, not /tmp): where a
+    test puts files that the trainer-runtime and allocator checks must accept."""
+    path = Path(tempfile.mkdtemp(prefix="st-safe-", dir="/run"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path)

@@ -15,7 +15,6 @@ import stat
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -48,18 +47,9 @@ def _system_python() -> Path:
 
 
 @pytest.fixture
-def safe_dir() -> Iterator[Path]:
-    """A root-owned 0755 directory on a root-owned, unwritable chain (/run, not /tmp)."""
-    path = Path(tempfile.mkdtemp(prefix="st-runtime-", dir="/run"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path)
-
-
-@pytest.fixture
-def runtime(safe_dir: Path) -> Path:
+def runtime(root_safe_dir: Path) -> Path:
     """A real venv whose `entrypoint.cli` reports uid, isolation, prefix and argv."""
-    venv = safe_dir / "rt"
+    venv = root_safe_dir / "rt"
     subprocess.run([str(_system_python()), "-m", "venv", "--without-pip", str(venv)],
                    check=True, timeout=120)
     site = next(venv.glob("lib/python3*/site-packages"))
@@ -77,8 +67,8 @@ def _launch(python: Path, cwd: Path) -> tuple[int, list[str]]:
 
 
 def test_launcher_runs_the_configured_runtime_as_the_training_uid(runtime: Path,
-                                                                  safe_dir: Path) -> None:
-    code, lines = _launch(runtime, safe_dir)
+                                                                  root_safe_dir: Path) -> None:
+    code, lines = _launch(runtime, root_safe_dir)
     assert code == 0, lines
     assert lines == [f"uid {IDS[0]} isolated 1 venv True cwd_on_path False",
                      "argv train --seed 1"]
@@ -90,7 +80,7 @@ def _site(runtime: Path) -> Path:
 
 @pytest.mark.parametrize("damage", ["file_world_writable", "dir_owned_by_trainer",
                                     "link_into_tmp", "venv_unreachable", "group_writable_bin"])
-def test_unsafe_runtime_is_refused_before_the_child_starts(runtime: Path, safe_dir: Path,
+def test_unsafe_runtime_is_refused_before_the_child_starts(runtime: Path, root_safe_dir: Path,
                                                            damage: str) -> None:
     site = _site(runtime)
     victim = site / "entrypoint" / "cli.py"
@@ -104,7 +94,7 @@ def test_unsafe_runtime_is_refused_before_the_child_starts(runtime: Path, safe_d
             (site / "extra.pth").symlink_to(planted / "x.pth")
             (planted / "x.pth").write_text("")
             with pytest.raises(ConfigError) as err:
-                _launch(runtime, safe_dir)
+                _launch(runtime, root_safe_dir)
         finally:
             shutil.rmtree(planted)
         assert "another user than root" in err.value.message
@@ -115,13 +105,13 @@ def test_unsafe_runtime_is_refused_before_the_child_starts(runtime: Path, safe_d
         bin_dir = runtime.parent
         bin_dir.chmod(bin_dir.stat().st_mode | stat.S_IWGRP)
     with pytest.raises(ConfigError) as err:
-        _launch(runtime, safe_dir)
+        _launch(runtime, root_safe_dir)
     assert err.value.exit_code == 2
-    assert "ST_TRAINER_PYTHON" in err.value.message and str(safe_dir) not in err.value.message
+    assert "ST_TRAINER_PYTHON" in err.value.message and str(root_safe_dir) not in err.value.message
 
 
 def test_interpreter_behind_a_writable_directory_is_refused(runtime: Path,
-                                                            safe_dir: Path) -> None:
+                                                            root_safe_dir: Path) -> None:
     """A link to the interpreter is followed hop by hop: a hop through a directory others may
     write (here a sticky /tmp dir) is refused even though the final file is root's."""
     hop = Path(tempfile.mkdtemp(prefix="st-runtime-hop-"))
@@ -129,7 +119,7 @@ def test_interpreter_behind_a_writable_directory_is_refused(runtime: Path,
         (hop / "python").symlink_to(runtime)
         assert runtime_problem(hop / "python", IDS[0]) is not None
         with pytest.raises(ConfigError):
-            _launch(hop / "python", safe_dir)
+            _launch(hop / "python", root_safe_dir)
     finally:
         shutil.rmtree(hop)
 

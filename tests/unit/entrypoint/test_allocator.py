@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,15 +14,6 @@ from entrypoint.allocator import TCMALLOC_PATHS, child_allocator_env, preload_li
 pytestmark = pytest.mark.root  # a trusted file must be root-owned: the tests create and chown
 
 
-@pytest.fixture
-def trusted_dir() -> Iterator[Path]:
-    """A root-owned 0755 folder under /run (root-owned, not world-writable, unlike /tmp)."""
-    folder = Path(tempfile.mkdtemp(prefix="st-alloc-", dir="/run"))
-    folder.chmod(0o755)
-    yield folder
-    shutil.rmtree(folder)
-
-
 def _lib(folder: Path, mode: int = 0o644) -> Path:
     path = folder / "liballoc.so"
     path.write_bytes(b"\x7fELF")
@@ -32,19 +21,19 @@ def _lib(folder: Path, mode: int = 0o644) -> Path:
     return path
 
 
-def test_a_root_owned_unwritable_library_is_picked(trusted_dir: Path) -> None:
-    lib = _lib(trusted_dir)
+def test_a_root_owned_unwritable_library_is_picked(root_safe_dir: Path) -> None:
+    lib = _lib(root_safe_dir)
     assert preload_library({}, 0, candidates=[lib], gpu_present=False) == lib
-    link = trusted_dir / "liballoc.so.4"
+    link = root_safe_dir / "liballoc.so.4"
     link.symlink_to(lib.name)
     assert preload_library({}, 0, candidates=[link], gpu_present=False) == lib  # the real path
 
 
 @pytest.mark.parametrize("spoil", ["group-writable", "world-writable", "not-root", "dir-writable",
                                    "not-a-file", "missing", "under-tmp"])
-def test_a_library_anyone_but_root_could_change_is_refused(trusted_dir: Path, spoil: str) -> None:
+def test_a_library_anyone_but_root_could_change_is_refused(root_safe_dir: Path, spoil: str) -> None:
     """SECURITY: a preloaded library runs inside the process that sees decrypted data."""
-    lib = _lib(trusted_dir)
+    lib = _lib(root_safe_dir)
     if spoil == "group-writable":
         lib.chmod(0o664)
     elif spoil == "world-writable":
@@ -52,7 +41,7 @@ def test_a_library_anyone_but_root_could_change_is_refused(trusted_dir: Path, sp
     elif spoil == "not-root":
         os.chown(lib, 1000, 1000)
     elif spoil == "dir-writable":
-        trusted_dir.chmod(0o775)
+        root_safe_dir.chmod(0o775)
     elif spoil == "not-a-file":
         lib.unlink()
         lib.mkdir()
@@ -64,16 +53,16 @@ def test_a_library_anyone_but_root_could_change_is_refused(trusted_dir: Path, sp
     assert preload_library({}, 0, candidates=[lib], gpu_present=False) is None
 
 
-def test_opt_out_and_gpu_hosts_keep_glibc(trusted_dir: Path) -> None:
-    lib = _lib(trusted_dir)
+def test_opt_out_and_gpu_hosts_keep_glibc(root_safe_dir: Path) -> None:
+    lib = _lib(root_safe_dir)
     assert preload_library({"ST_ALLOCATOR": "system"}, 0, candidates=[lib],
                            gpu_present=False) is None
     assert preload_library({}, 0, candidates=[lib], gpu_present=True) is None
 
 
-def test_the_training_uid_must_reach_it(trusted_dir: Path) -> None:
-    trusted_dir.chmod(0o750)  # root only: uid 10001 cannot traverse
-    lib = _lib(trusted_dir)
+def test_the_training_uid_must_reach_it(root_safe_dir: Path) -> None:
+    root_safe_dir.chmod(0o750)  # root only: uid 10001 cannot traverse
+    lib = _lib(root_safe_dir)
     assert preload_library({}, 0, candidates=[lib], gpu_present=False) == lib
     assert preload_library({}, 10001, candidates=[lib], gpu_present=False) is None
 
